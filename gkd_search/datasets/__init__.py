@@ -1,0 +1,1 @@
+"""Built-in datasets (each module is a plugin)."""

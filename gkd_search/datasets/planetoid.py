@@ -1,0 +1,58 @@
+"""Cora and PubMed with the public Planetoid split (Yang et al., ICML 2016)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from ..errors import DataMissingError
+from ..hookspecs import hookimpl
+from ..types import DatasetSpec, GraphDataset
+from ._files import DATA_ENV, stage_raw_files
+
+_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+class PlanetoidSpec(DatasetSpec):
+    """A Planetoid citation graph, public split (20 labelled nodes per class, 500 val, 1000 test)."""
+
+    pyg_name: ClassVar[str]
+
+    def raw_files(self) -> list[str]:
+        return [f"ind.{self.pyg_name.lower()}.{s}" for s in _SUFFIXES]
+
+    def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
+        from torch_geometric.datasets import Planetoid
+
+        if root is not None:
+            stage_raw_files(root, self.pyg_name, self.raw_files(), cache_dir, hint="the Planetoid files")
+            dataset = Planetoid(str(cache_dir), self.pyg_name, split="public")
+        else:
+            try:
+                dataset = Planetoid(str(cache_dir), self.pyg_name, split="public")
+            except Exception as exc:  # offline: no files and no network
+                raise DataMissingError(
+                    f"{self.pyg_name} could not be downloaded ({type(exc).__name__}); put "
+                    f"{', '.join(self.raw_files())} in DIR/{self.pyg_name}/raw/ and pass --data-root DIR "
+                    f"or set {DATA_ENV}=DIR"
+                ) from None
+        return GraphDataset(self.name, dataset[0], dataset.num_classes)
+
+
+class Cora(PlanetoidSpec):
+    name = "cora"
+    pyg_name = "Cora"
+    description = "Cora citation graph: 2,708 nodes, 7 classes, public split 140/500/1000"
+    default_teacher = "gcn:2:256:dropout=0.8:weight_decay=0.001"
+
+
+class PubMed(PlanetoidSpec):
+    name = "pubmed"
+    pyg_name = "PubMed"
+    description = "PubMed citation graph: 19,717 nodes, 3 classes, public split 60/500/1000"
+    default_teacher = "gcn:2:256:dropout=0.8:weight_decay=0.001"
+
+
+@hookimpl
+def gkd_datasets() -> list[DatasetSpec]:
+    return [Cora(), PubMed()]

@@ -1,0 +1,1 @@
+"""Built-in model families (each module is a plugin)."""

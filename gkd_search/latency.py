@@ -1,0 +1,272 @@
+"""Measured inference latency: the protocols, the measuring loop and the architecture-keyed cache.
+
+Latency depends on the architecture, not on the weights, so it is measured on a freshly built
+model before any training, one model at a time, and cached by architecture key + protocol +
+device. Two protocols:
+
+``request`` (default)
+    One request predicts ``batch_size`` target nodes drawn with a fixed seed. For a model that
+    reads the graph the timed region includes extracting the targets' k-hop in-neighbourhood
+    (k = the model's number of message-passing layers) from a CSR index built once, as a
+    server would hold it, then running the model on that subgraph. For a graph-free model (MLP)
+    it is gathering the targets' feature rows and running the model.
+``full``
+    Whole-graph inference: every node at once.
+
+Each measurement runs ``warmup`` untimed requests, then ``repeats`` timed ones (at least 30) with
+``time.perf_counter``, synchronising the device on GPU, with the thread count fixed; it reports
+p50 and p95 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+import torch
+from torch import Tensor
+
+from . import __version__
+from .errors import UsageError
+from .types import GraphDataset, GraphModel
+
+PROTOCOLS = ("request", "full")
+MIN_REPEATS = 30
+#: Bump when the measuring loop changes so old cache entries are not reused.
+LATENCY_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LatencyProtocol:
+    """How latency is measured; every field is logged with the numbers."""
+
+    name: str = "request"
+    batch_size: int = 1
+    warmup: int = 10
+    repeats: int = 50
+    threads: int = 1
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.name not in PROTOCOLS:
+            raise UsageError(f"unknown latency protocol {self.name!r}; known: {', '.join(PROTOCOLS)}")
+        if self.batch_size < 1:
+            raise UsageError(f"--latency-batch must be >= 1, got {self.batch_size}")
+        if self.repeats < MIN_REPEATS:
+            raise UsageError(f"latency repeats must be >= {MIN_REPEATS}, got {self.repeats}")
+        if self.threads < 1:
+            raise UsageError(f"--latency-threads must be >= 1, got {self.threads}")
+
+    def cache_key(self) -> str:
+        fields = {**asdict(self), "hardware": hardware_label(self.device), "torch": torch.__version__,
+                  "format": LATENCY_FORMAT}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class LatencyMeasurement:
+    """Milliseconds per request over ``repeats`` timed requests."""
+
+    p50_ms: float
+    p95_ms: float
+    mean_ms: float
+    min_ms: float
+    repeats: int
+
+    @classmethod
+    def from_samples(cls, seconds: list[float]) -> "LatencyMeasurement":
+        ms = sorted(s * 1000.0 for s in seconds)
+        p95_index = min(len(ms) - 1, max(0, int(round(0.95 * (len(ms) - 1)))))
+        return cls(statistics.median(ms), ms[p95_index], statistics.fmean(ms), ms[0], len(ms))
+
+
+def hardware_label(device: str) -> str:
+    """What the numbers were measured on, e.g. ``cpu:AMD EPYC 7B13`` or ``cuda:NVIDIA H100``."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"cpu:{model}"
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)``, then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class NeighbourhoodIndex:
+    """A CSR index of incoming edges, built once, that extracts k-hop subgraphs per request.
+
+    The cost of :meth:`extract` grows with the size of the neighbourhood, not of the graph
+    (apart from one boolean mask over the nodes), as in a serving system.
+    """
+
+    def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
+        src, dst = edge_index
+        order = torch.argsort(dst, stable=True)
+        self.src = src[order].contiguous()
+        counts = torch.bincount(dst, minlength=num_nodes)
+        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
+        self.rowptr[1:] = torch.cumsum(counts, 0)
+        self.num_nodes = num_nodes
+
+    def incoming(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
+        """``(sources, targets)`` of every edge into ``nodes``."""
+        starts = self.rowptr[nodes]
+        counts = self.rowptr[nodes + 1] - starts
+        total = int(counts.sum())
+        if total == 0:
+            empty = nodes.new_empty(0)
+            return empty, empty
+        first = torch.cumsum(counts, 0) - counts
+        positions = torch.arange(total, device=nodes.device) - torch.repeat_interleave(first - starts, counts)
+        return self.src[positions], torch.repeat_interleave(nodes, counts)
+
+    def extract(self, targets: Tensor, num_hops: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(subset, sub_edge_index, target_positions)`` of the ``num_hops``-hop subgraph.
+
+        ``subset`` holds the original ids of the subgraph's nodes, ``sub_edge_index`` the edges
+        into every node closer than ``num_hops`` (relabelled), and ``target_positions`` where the
+        targets are in ``subset``.
+        """
+        seen = torch.zeros(self.num_nodes, dtype=torch.bool, device=targets.device)
+        frontier = torch.unique(targets)
+        seen[frontier] = True
+        layers = [frontier]
+        for _ in range(num_hops):
+            sources, _ = self.incoming(frontier)
+            frontier = torch.unique(sources[~seen[sources]])
+            seen[frontier] = True
+            layers.append(frontier)
+        subset = torch.cat(layers)
+        inner = torch.cat(layers[:-1]) if num_hops > 0 else layers[0][:0]
+        src, dst = self.incoming(inner)
+        keep = seen[src]
+        relabel = torch.full((self.num_nodes,), -1, dtype=torch.long, device=targets.device)
+        relabel[subset] = torch.arange(subset.numel(), device=targets.device)
+        sub_edge_index = torch.stack([relabel[src[keep]], relabel[dst[keep]]])
+        return subset, sub_edge_index, relabel[targets]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def request_batches(num_nodes: int, protocol: LatencyProtocol, count: int) -> list[Tensor]:
+    """The fixed, seeded target-node batches every architecture is timed on."""
+    g = torch.Generator().manual_seed(protocol.seed)
+    return [torch.randint(0, num_nodes, (protocol.batch_size,), generator=g) for _ in range(count)]
+
+
+class LatencyBench:
+    """Holds one dataset on the measuring device and times models on it."""
+
+    def __init__(self, dataset: GraphDataset, protocol: LatencyProtocol) -> None:
+        self.protocol = protocol
+        self.device = torch.device(protocol.device)
+        data = dataset.data
+        self.x = data.x.to(self.device)
+        self.edge_index = data.edge_index.to(self.device)
+        self.num_nodes = dataset.num_nodes
+        self.index = NeighbourhoodIndex(self.edge_index, self.num_nodes) if protocol.name == "request" else None
+        total = protocol.warmup + protocol.repeats
+        self.batches = [b.to(self.device) for b in request_batches(self.num_nodes, protocol, total)]
+
+    def _request(self, model: GraphModel, num_hops: int, targets: Tensor) -> Tensor:
+        if self.protocol.name == "full":
+            return model(self.x, self.edge_index).logits
+        if not model.uses_graph:
+            return model(self.x[targets], self.edge_index[:, :0]).logits
+        subset, sub_edge_index, positions = self.index.extract(targets, num_hops)
+        return model(self.x[subset], sub_edge_index).logits[positions]
+
+    def measure(self, model: GraphModel, num_hops: int) -> LatencyMeasurement:
+        """Time ``model`` (its weights do not matter) under this bench's protocol."""
+        model = model.to(self.device).eval()
+        samples: list[float] = []
+        with fixed_threads(self.protocol.threads), torch.inference_mode():
+            for i, targets in enumerate(self.batches):
+                _synchronize(self.device)
+                start = time.perf_counter()
+                self._request(model, num_hops, targets)
+                _synchronize(self.device)
+                elapsed = time.perf_counter() - start
+                if i >= self.protocol.warmup:
+                    samples.append(elapsed)
+        return LatencyMeasurement.from_samples(samples)
+
+
+class LatencyCache:
+    """A JSON file of measurements per (dataset, protocol, device, code version), written atomically."""
+
+    def __init__(self, cache_dir: Path, dataset: GraphDataset, protocol: LatencyProtocol) -> None:
+        fingerprint = hashlib.sha256(json.dumps(dataset.fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
+        self.path = Path(cache_dir) / "latency" / f"{dataset.name}-{fingerprint}-{protocol.cache_key()}.json"
+        self.entries: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.entries = json.loads(self.path.read_text())["entries"]
+            except (ValueError, KeyError):
+                self.entries = {}  # unreadable cache: measure again, overwrite on save
+
+    def get(self, arch_key: str) -> Optional[LatencyMeasurement]:
+        entry = self.entries.get(arch_key)
+        return LatencyMeasurement(**entry) if entry else None
+
+    def put(self, arch_key: str, measurement: LatencyMeasurement) -> None:
+        self.entries[arch_key] = asdict(measurement)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="tmp-", suffix=".json", dir=self.path.parent)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"version": __version__, "entries": self.entries}, handle, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+
+def measure_all(
+    architectures: Iterable[tuple[str, Callable[[], GraphModel], int]],
+    bench: LatencyBench,
+    cache: LatencyCache,
+    on_measured: Optional[Callable[[str, LatencyMeasurement, bool], None]] = None,
+) -> dict[str, LatencyMeasurement]:
+    """Measure each ``(arch_key, build_model, num_hops)`` serially, reusing cached entries.
+
+    The cache file is saved after every new measurement, so an interrupted run keeps what it
+    measured.
+    """
+    table: dict[str, LatencyMeasurement] = {}
+    for key, build, num_hops in architectures:
+        cached = cache.get(key)
+        if cached is None:
+            torch.manual_seed(0)
+            measurement = bench.measure(build(), num_hops)
+            cache.put(key, measurement)
+            cache.save()
+        else:
+            measurement = cached
+        table[key] = measurement
+        if on_measured:
+            on_measured(key, measurement, cached is not None)
+    return table

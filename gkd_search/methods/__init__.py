@@ -1,0 +1,1 @@
+"""Built-in distillation methods (each module is a plugin)."""

@@ -1,0 +1,157 @@
+"""Ray Tune + Optuna: the trainable, the searcher and the driver-side callback.
+
+Imported only when a search runs (Ray is a heavy import). The searcher is pickled into Ray's
+experiment checkpoints, so everything here is module-level and holds no dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import optuna
+import torch
+from optuna.trial import TrialState
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from .space import Architecture, SearchSpace, suggest_spec
+from .trial import TrialContext, run_trial
+from .types import DistillationMethod, ModelFamily, TrialResult, TrialSpec
+
+METRICS = ["val_acc", "latency_ms_p50"]
+MODES = ["max", "min"]
+
+
+def init_ray(config) -> bool:
+    """Start Ray in-process bound to 127.0.0.1, or join ``--ray-address``; True if we started it."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    if config.ray_address:
+        ray.init(address=config.ray_address, **kwargs)
+    else:
+        gpus = torch.cuda.device_count() if config.device.startswith("cuda") else 0
+        ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, _node_ip_address="127.0.0.1", **kwargs)
+    return True
+
+
+class DefineByRunSpace:
+    """The define-by-run function Ray's OptunaSearch calls: samples one :class:`TrialSpec`."""
+
+    def __init__(self, space: SearchSpace, feasible: Sequence[Architecture], families: Mapping[str, ModelFamily],
+                 methods: Mapping[str, DistillationMethod], seed: int) -> None:
+        self.space, self.feasible, self.families, self.methods, self.seed = space, list(feasible), dict(families), dict(methods), seed
+
+    def __call__(self, trial) -> dict:
+        spec = suggest_spec(trial, self.space, self.feasible, self.families, self.methods, self.seed)
+        return {"gkd_spec": asdict(spec)}
+
+
+class GkdOptunaSearch(OptunaSearch):
+    """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones, rather than passing it
+    missing objective values."""
+
+    def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
+        status = (result or {}).get("gkd_status")
+        if status in ("failed", "over_budget") and trial_id not in self._completed_trials:
+            state = TrialState.FAIL if status == "failed" else TrialState.PRUNED
+            self._ot_study.tell(self._ot_trials[trial_id], state=state)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def make_searcher(prepared) -> GkdOptunaSearch:
+    """Optuna's TPE sampler, seeded, multi-objective (val_acc up, latency down)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    trials = prepared.config.trials
+    sampler = optuna.samplers.TPESampler(seed=prepared.config.seed, n_startup_trials=min(10, max(2, trials // 3)))
+    space = DefineByRunSpace(prepared.space, prepared.feasible, prepared.registry.families,
+                             prepared.registry.methods, prepared.config.seed)
+    return GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler)
+
+
+def trainable(config: dict, context: TrialContext) -> None:
+    """The Ray Tune function trainable: one :func:`run_trial`, one report (with the student as
+    a Ray checkpoint, so it reaches the driver from any node of a cluster)."""
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    spec = TrialSpec(**config["gkd_spec"])
+    trial_id = tune.get_context().get_trial_id() or uuid.uuid4().hex[:8]
+    workdir = Path(tempfile.mkdtemp(prefix="gkd-trial-"))
+    try:
+        result = run_trial(spec, context, trial_id, save_dir=workdir)
+        payload = asdict(result)
+        payload.pop("checkpoint", None)
+        metrics: dict[str, Any] = {"gkd_status": result.status, "gkd_result": json.dumps(payload)}
+        if result.status == "ok":
+            metrics.update(val_acc=result.val_acc, latency_ms_p50=result.latency_ms_p50)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+        else:
+            tune.report(metrics)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _result_from_json(text: str) -> TrialResult:
+    payload = json.loads(text)
+    payload["spec"] = TrialSpec(**payload["spec"])
+    return TrialResult(**payload)
+
+
+class ReportToDriver(tune.Callback):
+    """Runs in the driver: turns each finished (or crashed) Ray trial into a :class:`TrialResult`."""
+
+    def __init__(self, record: Callable[[TrialResult], None]) -> None:
+        self.record = record
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        last = trial.last_result or {}
+        if "gkd_result" not in last:
+            self.on_trial_error(iteration, trials, trial, **info)
+            return
+        result = _result_from_json(last["gkd_result"])
+        if result.status == "ok" and trial.checkpoint is not None:
+            result.checkpoint = trial.checkpoint.path
+        self.record(result)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        spec = TrialSpec(**trial.config["gkd_spec"])
+        message = (getattr(trial, "error_message", None) or "the trial's Ray worker raised").strip()
+        self.record(TrialResult(trial_id=trial.trial_id, spec=spec, status="failed",
+                                error=message.splitlines()[-1][:2000]))
+
+
+def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int) -> None:
+    """Run ``config.trials`` trials through Ray Tune; ``record`` sees each as it finishes."""
+    config = prepared.config
+    storage = (prepared.cache_dir / "ray_results").resolve()
+    runnable = tune.with_resources(
+        tune.with_parameters(trainable, context=prepared.context()),
+        {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
+    )
+    tuner = tune.Tuner(
+        runnable,
+        tune_config=tune.TuneConfig(search_alg=make_searcher(prepared), num_samples=config.trials,
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=f"gkd-{uuid.uuid4().hex[:10]}", storage_path=str(storage), verbose=0,
+                                  callbacks=[ReportToDriver(record)],
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tuner.fit()

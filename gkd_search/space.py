@@ -1,0 +1,302 @@
+"""Declarative search spaces (YAML) and the define-by-run sampler that walks them.
+
+A space file names the student families with their depths, widths and family parameters, the
+methods with (optionally narrowed) hyperparameter ranges, and the training settings::
+
+    families:
+      gcn: {num_layers: [1, 2, 3], hidden_channels: [16, 32, 64]}
+      gat: {num_layers: [2], hidden_channels: [32, 64], heads: [1, 4]}
+    methods:
+      none: {}
+      softkd: {tau: {low: 1.0, high: 8.0}}      # alpha keeps the method's default range
+    training:
+      lr: {low: 0.003, high: 0.03, log: true}
+      dropout: {low: 0.0, high: 0.8}
+
+Values follow :func:`gkd_search.params.param_from_yaml`. Every unknown key is an error that
+names the file and the key.
+
+Sampling is define-by-run (Optuna): the family first, then that family's depth, width and
+family parameters, restricted to the architectures within the latency budget; then a method
+that accepts the family; then only that method's hyperparameters; then the training settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import yaml
+
+from .errors import SpaceError, UnknownComponentError
+from .params import Choice, Fixed, FloatRange, IntRange, Param, Suggester, check_param_type, param_from_yaml
+from .types import DistillationMethod, ModelFamily, TrialSpec, architecture_key
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+TRAINING_DEFAULTS: dict[str, Param] = {
+    "lr": FloatRange(0.003, 0.03, log=True),
+    "weight_decay": FloatRange(1e-5, 1e-3, log=True),
+    "dropout": FloatRange(0.0, 0.8),
+    "epochs": Fixed(200),
+    "patience": Fixed(50),
+}
+TOP_LEVEL_KEYS = ("description", "families", "methods", "training")
+ARCH_KEYS = ("num_layers", "hidden_channels")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A student architecture: what latency depends on."""
+
+    family: str
+    num_layers: int
+    hidden_channels: int
+    family_params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return architecture_key(self.family, self.num_layers, self.hidden_channels, dict(self.family_params))
+
+    def dims(self) -> tuple[tuple[str, Any], ...]:
+        return (("num_layers", self.num_layers), ("hidden_channels", self.hidden_channels), *self.family_params)
+
+
+@dataclass
+class FamilySpace:
+    num_layers: tuple[int, ...]
+    hidden_channels: tuple[int, ...]
+    params: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class SearchSpace:
+    """A validated space: families, methods with their parameter ranges, training settings."""
+
+    source: str
+    families: dict[str, FamilySpace]
+    methods: dict[str, dict[str, Param]]
+    training: dict[str, Param]
+
+    def architectures(self, families: Mapping[str, ModelFamily]) -> list[Architecture]:
+        """Every distinct architecture of the space (a 1-layer model has no hidden width: 0)."""
+        seen: dict[str, Architecture] = {}
+        for name, fs in self.families.items():
+            param_names = sorted(fs.params)
+            for layers, hidden, *values in itertools.product(
+                fs.num_layers, fs.hidden_channels, *(fs.params[p] for p in param_names)
+            ):
+                params = dict(zip(param_names, values))
+                if layers == 1:
+                    hidden = 0
+                    params = {k: v for k, v in params.items() if k not in families[name].single_layer_ignores}
+                arch = Architecture(name, layers, hidden, tuple(sorted(params.items())))
+                seen.setdefault(arch.key, arch)
+        return list(seen.values())
+
+    def methods_for(self, family: ModelFamily, methods: Mapping[str, DistillationMethod]) -> list[str]:
+        return [m for m in self.methods if methods[m].accepts(family)]
+
+
+# ------------------------------------------------------------------------------------- loading
+
+
+def resolve_space_path(space: str | Path) -> Path:
+    """A path, or the name of a file in ``search_spaces/`` (``default`` -> ``default.yaml``)."""
+    path = Path(space)
+    if path.is_file():
+        return path
+    candidate = SPACES_DIR / f"{space}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
+    raise SpaceError(f"search space {str(space)!r} not found: give a YAML file path or one of: {', '.join(known)}")
+
+
+def _positive_ints(value: Any, where: str) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise SpaceError(f"{where}: expected a positive integer or a list of them, got {value!r}")
+    return tuple(dict.fromkeys(values))
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpaceError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+    return value
+
+
+def load_space(
+    space: str | Path,
+    families: Mapping[str, ModelFamily],
+    methods: Mapping[str, DistillationMethod],
+    *,
+    only_families: Optional[Sequence[str]] = None,
+    only_methods: Optional[Sequence[str]] = None,
+    epochs: Optional[int] = None,
+) -> SearchSpace:
+    """Read and validate a space file; ``only_*`` restrict it (a method named there but absent
+    from the file joins with its default ranges); ``epochs`` overrides ``training.epochs``."""
+    path = resolve_space_path(space)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise SpaceError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = _mapping(raw, str(path))
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpaceError(f"{path}: unknown key {key!r} (known: {', '.join(TOP_LEVEL_KEYS)})")
+
+    family_spaces: dict[str, FamilySpace] = {}
+    for name, body in _mapping(raw.get("families"), f"{path}: families").items():
+        if name not in families:
+            raise SpaceError(f"{path}: families.{name}: unknown family (known: {', '.join(sorted(families))})")
+        family_spaces[name] = _load_family(path, name, families[name], _mapping(body, f"{path}: families.{name}"))
+
+    method_spaces: dict[str, dict[str, Param]] = {}
+    for name, body in _mapping(raw.get("methods"), f"{path}: methods").items():
+        if name not in methods:
+            raise SpaceError(f"{path}: methods.{name}: unknown method (known: {', '.join(sorted(methods))})")
+        method_spaces[name] = _load_method(path, name, methods[name], _mapping(body, f"{path}: methods.{name}"))
+
+    training = dict(TRAINING_DEFAULTS)
+    for key, value in _mapping(raw.get("training"), f"{path}: training").items():
+        if key not in TRAINING_DEFAULTS:
+            raise SpaceError(f"{path}: training.{key}: unknown key (known: {', '.join(TRAINING_DEFAULTS)})")
+        param = param_from_yaml(value, f"{path}: training.{key}")
+        check_param_type(param, TRAINING_DEFAULTS[key], f"{path}: training.{key}")
+        training[key] = param
+    if epochs is not None:
+        training["epochs"] = Fixed(int(epochs))
+
+    if only_families:
+        for name in only_families:
+            if name not in families:
+                raise UnknownComponentError("family", name, list(families))
+            if name not in family_spaces:
+                raise SpaceError(f"{path}: --families names {name!r}, which the space has no depths and widths for")
+        family_spaces = {n: fs for n, fs in family_spaces.items() if n in only_families}
+    if only_methods:
+        for name in only_methods:
+            if name not in methods:
+                raise UnknownComponentError("method", name, list(methods))
+        method_spaces = {n: method_spaces.get(n) or dict(methods[n].hyperparameters) for n in only_methods}
+
+    if not family_spaces:
+        raise SpaceError(f"{path}: the space has no student family")
+    if not method_spaces:
+        raise SpaceError(f"{path}: the space has no method")
+    result = SearchSpace(str(path), family_spaces, method_spaces, training)
+    usable = {n: fs for n, fs in family_spaces.items() if result.methods_for(families[n], methods)}
+    if not usable:
+        raise SpaceError(
+            f"{path}: no method in ({', '.join(method_spaces)}) can train any family in ({', '.join(family_spaces)})"
+        )
+    result.families = usable
+    return result
+
+
+def _load_family(path: Path, name: str, family: ModelFamily, body: Mapping[str, Any]) -> FamilySpace:
+    known = (*ARCH_KEYS, *family.hyperparameters)
+    for key in body:
+        if key not in known:
+            raise SpaceError(f"{path}: families.{name}.{key}: unknown key (known: {', '.join(known)})")
+    for key in ARCH_KEYS:
+        if key not in body:
+            raise SpaceError(f"{path}: families.{name}: missing {key!r}")
+    layers = _positive_ints(body["num_layers"], f"{path}: families.{name}.num_layers")
+    hidden = _positive_ints(body["hidden_channels"], f"{path}: families.{name}.hidden_channels")
+    params: dict[str, tuple[Any, ...]] = {}
+    for key, declared in family.hyperparameters.items():
+        where = f"{path}: families.{name}.{key}"
+        param = param_from_yaml(body[key], where) if key in body else declared
+        if isinstance(param, Fixed):
+            params[key] = (param.value,)
+        elif isinstance(param, Choice):
+            params[key] = tuple(param.choices)
+        else:
+            raise SpaceError(f"{where}: an architecture parameter must be a list of choices or one value")
+    return FamilySpace(layers, hidden, params)
+
+
+def _load_method(path: Path, name: str, method: DistillationMethod, body: Mapping[str, Any]) -> dict[str, Param]:
+    params = dict(method.hyperparameters)
+    for key, value in body.items():
+        where = f"{path}: methods.{name}.{key}"
+        if key not in method.hyperparameters:
+            known = ", ".join(method.hyperparameters) or "none"
+            raise SpaceError(f"{where}: unknown hyperparameter (known: {known})")
+        param = param_from_yaml(value, where)
+        check_param_type(param, method.hyperparameters[key], where)
+        params[key] = param
+    return params
+
+
+# ------------------------------------------------------------------------------------ sampling
+
+
+def _conditional_name(base: str, dim: str, index: int, archs: Sequence[Architecture], prefix: tuple) -> str:
+    """``family.dim`` when the choices of ``dim`` do not depend on the earlier dims, else a name
+    that includes them (Optuna needs fixed choices per parameter name)."""
+    groups: dict[tuple, set] = {}
+    for a in archs:
+        dims = a.dims()
+        groups.setdefault(dims[:index], set()).add(dims[index][1] if index < len(dims) else None)
+    if len({frozenset(v) for v in groups.values()}) <= 1:
+        return f"{base}.{dim}"
+    label = ",".join(f"{k}={v}" for k, v in prefix)
+    return f"{base}.{dim}[{label}]"
+
+
+def suggest_spec(
+    trial: Suggester,
+    space: SearchSpace,
+    feasible: Sequence[Architecture],
+    families: Mapping[str, ModelFamily],
+    methods: Mapping[str, DistillationMethod],
+    seed: int,
+) -> TrialSpec:
+    """Sample one :class:`TrialSpec` define-by-run, only among ``feasible`` architectures."""
+    by_family: dict[str, list[Architecture]] = {}
+    for arch in feasible:
+        if arch.family in space.families:
+            by_family.setdefault(arch.family, []).append(arch)
+    family_name = Choice(tuple(sorted(by_family))).suggest(trial, "family")
+    family_archs = by_family[family_name]
+    pool = family_archs
+    prefix: tuple = ()
+    dim_names = [name for name, _ in family_archs[0].dims()]
+    for index, dim in enumerate(dim_names):
+        choices = tuple(sorted({a.dims()[index][1] for a in pool}, key=repr))
+        name = _conditional_name(family_name, dim, index, family_archs, prefix)
+        value = Choice(choices).suggest(trial, name)
+        prefix = (*prefix, (dim, value))
+        pool = [a for a in pool if a.dims()[index][1] == value]
+    arch = pool[0]
+
+    family = families[family_name]
+    kind = "graph" if family.uses_graph else "graph_free"
+    compatible = space.methods_for(family, methods)
+    all_kinds_same = all(
+        space.methods_for(families[f], methods) == compatible for f in space.families
+    )
+    method_name = Choice(tuple(compatible)).suggest(trial, "method" if all_kinds_same else f"method[{kind}]")
+    method_params = {k: p.suggest(trial, f"{method_name}.{k}") for k, p in space.methods[method_name].items()}
+    training = {k: p.suggest(trial, k) for k, p in space.training.items()}
+    return TrialSpec(
+        family=family_name,
+        num_layers=arch.num_layers,
+        hidden_channels=arch.hidden_channels,
+        family_params=dict(arch.family_params),
+        method=method_name,
+        method_params=method_params,
+        training=training,
+        seed=seed,
+    )
+
+

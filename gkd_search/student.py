@@ -1,0 +1,115 @@
+"""Saving a trained student (weights + JSON config) and rebuilding it: :func:`load_student`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from . import __version__
+from .errors import UsageError
+from .types import GraphDataset, GraphModel, ModelFamily, TrialSpec
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.pt"
+ARTIFACT_DIR = "student"
+
+
+def build_student(spec: TrialSpec, family: ModelFamily, in_channels: int, num_classes: int) -> GraphModel:
+    """A fresh model of ``spec``'s architecture (dropout from ``spec.training``)."""
+    return family.build(in_channels, num_classes, spec.num_layers, spec.hidden_channels,
+                        dropout=float(spec.training.get("dropout", 0.0)), **spec.family_params)
+
+
+def save_student(model: GraphModel, spec: TrialSpec, dataset: GraphDataset, directory: Path,
+                 metrics: Optional[dict[str, Any]] = None) -> Path:
+    """Write ``config.json`` and ``weights.pt`` into ``directory`` and return it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "gkd_search_version": __version__,
+        "dataset": dataset.name,
+        "in_channels": dataset.num_features,
+        "num_classes": dataset.num_classes,
+        "spec": asdict(spec),
+        "metrics": metrics or {},
+    }
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return directory
+
+
+@dataclass
+class Student:
+    """A rebuilt student: the model in eval mode and the config it was saved with."""
+
+    model: GraphModel
+    config: dict[str, Any]
+
+    @property
+    def spec(self) -> TrialSpec:
+        return TrialSpec(**self.config["spec"])
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """Logits for every node of the given graph."""
+        self.model.eval()
+        return self.model(x, edge_index).logits
+
+    def evaluate(self, dataset: GraphDataset) -> tuple[float, float]:
+        """``(val_acc, test_acc)`` on ``dataset``'s split."""
+        from .distill.loop import evaluate
+
+        return evaluate(self.model, dataset.data)
+
+
+def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    from .tracking import resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    try:
+        run = client.get_run(run_id)
+    except Exception as exc:
+        raise UsageError(f"no MLflow run {run_id!r} at {resolve_tracking_uri(tracking_uri)} ({type(exc).__name__})") from None
+    selected = run.data.tags.get("gkd.selected_run_id")
+    if run.data.tags.get("gkd.role") == "search" and selected:
+        run_id = selected
+    target = Path(tempfile.mkdtemp(prefix="gkd-student-"))
+    try:
+        path = client.download_artifacts(run_id, ARTIFACT_DIR, str(target))
+    except Exception:
+        raise UsageError(f"MLflow run {run_id} has no saved student (artifact '{ARTIFACT_DIR}/')") from None
+    return Path(path)
+
+
+def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, registry=None) -> Student:
+    """Rebuild a saved student.
+
+    Args:
+        source: a folder with ``config.json`` and ``weights.pt``, or an MLflow run id (a trial
+            run with a saved student, or a search's parent run: its selected student).
+        tracking_uri: where to find the run (default: ``$MLFLOW_TRACKING_URI`` or
+            ``sqlite:///mlruns/mlflow.db``).
+    """
+    from .registry import build_registry
+
+    path = Path(source)
+    if not (path / CONFIG_FILE).is_file():
+        if path.exists():
+            raise UsageError(f"{path} has no {CONFIG_FILE}: not a saved student")
+        path = _download_from_run(str(source), tracking_uri)
+    config = json.loads((path / CONFIG_FILE).read_text())
+    spec = TrialSpec(**config["spec"])
+    registry = registry or build_registry()
+    family = registry.get("family", spec.family)
+    model = build_student(spec, family, int(config["in_channels"]), int(config["num_classes"]))
+    model.load_state_dict(torch.load(path / WEIGHTS_FILE, weights_only=True))
+    model.eval()
+    return Student(model, config)

@@ -1,0 +1,202 @@
+"""Train or load the teacher, and cache it with its outputs.
+
+A teacher is trained once per (dataset content, teacher config, training settings, seed, code
+version) and cached on disk under a hash of those; the cached file holds the weights and the
+outputs every trial reads (logits and every layer's output). ``--teacher-checkpoint`` loads
+weights instead (outputs are recomputed from them, never trusted from the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+
+from . import __version__
+from .distill.loop import TrainingSettings, evaluate, predict, train_model
+from .errors import UsageError
+from .methods._common import supervised_cross_entropy
+from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters
+
+#: Bump when the teacher's training or the cache format changes.
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A teacher architecture and how it is trained (``--teacher FAMILY:LAYERS:HIDDEN[:k=v]``)."""
+
+    family: str
+    num_layers: int
+    hidden_channels: int
+    family_params: Mapping[str, Any] = field(default_factory=dict)
+    dropout: float = 0.5
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    epochs: int = 500
+    patience: int = 100
+
+    @classmethod
+    def parse(cls, text: str) -> "TeacherConfig":
+        """Parse ``gcn:2:256``, ``gat:2:64:heads=8`` or ``gcn:2:256:dropout=0.8``.
+
+        ``dropout``, ``lr``, ``weight_decay``, ``epochs`` and ``patience`` set training; any
+        other ``key=value`` is a family parameter.
+        """
+        parts = text.split(":")
+        training_keys = {"dropout": float, "lr": float, "weight_decay": float, "epochs": int, "patience": int}
+        try:
+            family, layers, hidden = parts[0], int(parts[1]), int(parts[2])
+            extra: dict[str, Any] = {}
+            training: dict[str, Any] = {}
+            for item in parts[3:]:
+                key, value = item.split("=", 1)
+                if key in training_keys:
+                    training[key] = training_keys[key](value)
+                else:
+                    extra[key] = int(value) if value.lstrip("-").isdigit() else value
+        except (IndexError, ValueError):
+            raise UsageError(
+                f"--teacher {text!r} is not FAMILY:LAYERS:HIDDEN[:key=value] (for example gcn:2:256)"
+            ) from None
+        if layers < 1 or hidden < 1:
+            raise UsageError(f"--teacher {text!r}: LAYERS and HIDDEN must be >= 1")
+        return cls(family.lower(), layers, hidden, extra, **training)
+
+    @property
+    def spec(self) -> str:
+        defaults = TeacherConfig("", 1, 1)
+        extra = "".join(f":{k}={v}" for k, v in sorted(self.family_params.items()))
+        for key in ("dropout", "lr", "weight_decay", "epochs", "patience"):
+            if getattr(self, key) != getattr(defaults, key):
+                extra += f":{key}={getattr(self, key)}"
+        return f"{self.family}:{self.num_layers}:{self.hidden_channels}{extra}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "family_params": dict(self.family_params)}
+
+
+def build_teacher_model(config: TeacherConfig, family: ModelFamily, dataset: GraphDataset) -> GraphModel:
+    return family.build(dataset.num_features, dataset.num_classes, config.num_layers,
+                        config.hidden_channels, dropout=config.dropout, **dict(config.family_params))
+
+
+def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int) -> str:
+    """Hash of everything that determines the trained teacher."""
+    payload = {
+        "dataset": dataset.fingerprint(),
+        "config": config.to_json(),
+        "seed": seed,
+        "gkd_search": __version__,
+        "format": CACHE_FORMAT,
+        "torch": torch.__version__.split("+")[0],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _outputs(model: GraphModel, dataset: GraphDataset, config: TeacherConfig, from_cache: bool,
+             path: Optional[Path]) -> TeacherOutputs:
+    out = predict(model, dataset.data)
+    val_acc, test_acc = evaluate(model, dataset.data)
+    return TeacherOutputs(
+        logits=out.logits.detach(), hidden=[h.detach() for h in out.hidden], spec=config.spec,
+        num_params=count_parameters(model), val_acc=val_acc, test_acc=test_acc,
+        from_cache=from_cache, cache_path=str(path) if path else None,
+    )
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="tmp-", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def get_teacher(
+    dataset: GraphDataset,
+    config: TeacherConfig,
+    family: ModelFamily,
+    *,
+    seed: int,
+    cache_dir: Path,
+    checkpoint: Optional[Path] = None,
+) -> tuple[GraphModel, TeacherOutputs]:
+    """Return the trained teacher and its outputs, training it only when no cache entry exists."""
+    if checkpoint is not None:
+        return load_teacher_checkpoint(checkpoint, dataset, family)
+    path = cache_dir / "teachers" / f"{dataset.name}-{config.spec.replace(':', '-')}-{cache_key(dataset, config, seed)}.pt"
+    torch.manual_seed(seed)
+    model = build_teacher_model(config, family, dataset)
+    if path.is_file():
+        entry = torch.load(path, weights_only=True)
+        model.load_state_dict(entry["state_dict"])
+        outputs = TeacherOutputs(
+            logits=entry["logits"], hidden=list(entry["hidden"]), spec=config.spec,
+            num_params=int(entry["num_params"]), val_acc=float(entry["val_acc"]),
+            test_acc=float(entry["test_acc"]), from_cache=True, cache_path=str(path),
+        )
+        return model, outputs
+    data = dataset.data
+    settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
+                                patience=config.patience)
+    train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data, settings)
+    outputs = _outputs(model, dataset, config, from_cache=False, path=path)
+    _atomic_save(
+        {
+            "format": CACHE_FORMAT,
+            "config": config.to_json(),
+            "state_dict": model.state_dict(),
+            "logits": outputs.logits,
+            "hidden": outputs.hidden,
+            "num_params": outputs.num_params,
+            "val_acc": outputs.val_acc,
+            "test_acc": outputs.test_acc,
+        },
+        path,
+    )
+    return model, outputs
+
+
+def save_teacher_checkpoint(model: GraphModel, config: TeacherConfig, path: Path) -> None:
+    """Write a file ``--teacher-checkpoint`` accepts: ``{"config": ..., "state_dict": ...}``."""
+    _atomic_save({"format": CACHE_FORMAT, "config": config.to_json(), "state_dict": model.state_dict()}, Path(path))
+
+
+def read_checkpoint_config(path: Path) -> TeacherConfig:
+    """The :class:`TeacherConfig` stored in a checkpoint file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--teacher-checkpoint {path}: no such file")
+    try:
+        entry = torch.load(path, weights_only=True)
+        raw = dict(entry["config"])
+        raw["family_params"] = dict(raw.get("family_params", {}))
+        return TeacherConfig(**raw)
+    except Exception as exc:
+        raise UsageError(
+            f"--teacher-checkpoint {path}: not a gkd-search teacher checkpoint ({type(exc).__name__}: {exc}); "
+            "write one with gkd_search.teacher.save_teacher_checkpoint"
+        ) from None
+
+
+def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFamily) -> tuple[GraphModel, TeacherOutputs]:
+    config = read_checkpoint_config(path)
+    model = build_teacher_model(config, family, dataset)
+    entry = torch.load(path, weights_only=True)
+    try:
+        model.load_state_dict(entry["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"--teacher-checkpoint {path}: weights do not fit {config.spec} on {dataset.name} ({first})") from None
+    return model, _outputs(model, dataset, config, from_cache=True, path=Path(path))

@@ -1,0 +1,109 @@
+"""One trial: build -> latency gate -> train against the teacher -> evaluate -> report.
+
+:func:`run_trial` is the whole trial and knows nothing of Ray: the search calls it inside a Ray
+Tune trainable, the overhead benchmark calls it from a plain Optuna loop.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .distill.loop import TrainingSettings, train_model
+from .latency import LatencyBench, LatencyMeasurement, LatencyProtocol
+from .student import build_student, save_student
+from .types import (
+    DistillationBatch,
+    DistillationContext,
+    DistillationMethod,
+    GraphDataset,
+    ModelFamily,
+    TeacherOutputs,
+    TrialResult,
+    TrialSpec,
+    count_parameters,
+)
+
+
+@dataclass
+class TrialContext:
+    """What every trial of a search shares (put once in Ray's object store)."""
+
+    dataset: GraphDataset
+    teacher: TeacherOutputs
+    families: dict[str, ModelFamily]
+    methods: dict[str, DistillationMethod]
+    latency: dict[str, LatencyMeasurement]
+    budget_ms: float
+    protocol: LatencyProtocol
+    device: str = "cpu"
+
+
+def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build) -> LatencyMeasurement:
+    measured = ctx.latency.get(spec.architecture_key())
+    if measured is None:  # only outside a search, which measures every architecture first
+        measured = LatencyBench(ctx.dataset, ctx.protocol).measure(build(), family.num_hops(spec.num_layers))
+    return measured
+
+
+def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optional[Path] = None) -> TrialResult:
+    """Run one trial. Never raises for a problem of the trial itself: it returns ``failed``.
+
+    Args:
+        save_dir: where to save the trained student (``config.json`` + ``weights.pt``).
+    """
+    result = TrialResult(trial_id=trial_id, spec=spec, status="ok")
+    try:
+        family = ctx.families[spec.family]
+        method = ctx.methods[spec.method]
+        dataset = ctx.dataset
+
+        def build():
+            torch.manual_seed(spec.seed)
+            return build_student(spec, family, dataset.num_features, dataset.num_classes)
+
+        model = build()
+        result.params = count_parameters(model)
+        latency = _latency_for(spec, ctx, family, build)
+        result.latency_ms_p50, result.latency_ms_p95 = latency.p50_ms, latency.p95_ms
+        if latency.p50_ms > ctx.budget_ms:
+            result.status = "over_budget"
+            return result
+
+        device = torch.device(ctx.device)
+        data = dataset.data.to(device)
+        model = model.to(device)
+        teacher_logits = ctx.teacher.logits.to(device)
+        teacher_hidden = [h.to(device) for h in ctx.teacher.hidden] if "hidden" in method.requires else []
+        with torch.no_grad():
+            model.eval()
+            student_dims = [int(h.size(-1)) for h in model(data.x, data.edge_index).hidden]
+        context = DistillationContext(
+            num_classes=dataset.num_classes, student_family=spec.family, student_uses_graph=family.uses_graph,
+            student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in ctx.teacher.hidden],
+        )
+        loss = method.build_loss(spec.method_params, context).to(device)
+        batch = DistillationBatch(y=data.y, train_mask=data.train_mask, teacher_logits=teacher_logits,
+                                  teacher_hidden=teacher_hidden, edge_index=data.edge_index)
+        settings = TrainingSettings(
+            lr=float(spec.training.get("lr", 0.01)), weight_decay=float(spec.training.get("weight_decay", 5e-4)),
+            epochs=int(spec.training.get("epochs", 200)), patience=int(spec.training.get("patience", 50)),
+        )
+        outcome = train_model(model, lambda out: loss(out, batch), data, settings, loss.parameters())
+        result.val_acc, result.test_acc = outcome.val_acc, outcome.test_acc
+        result.train_seconds, result.epochs_run = outcome.seconds, outcome.epochs_run
+        if save_dir is not None:
+            save_student(model.cpu(), spec, dataset, Path(save_dir),
+                         metrics={"val_acc": outcome.val_acc, "test_acc": outcome.test_acc})
+            result.checkpoint = str(save_dir)
+    except Exception as exc:  # a failing trial never kills the search
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.val_acc = result.test_acc = None
+        tb = traceback.format_exc(limit=6)
+        result.error_traceback = tb  # type: ignore[attr-defined]
+    return result

@@ -1,0 +1,337 @@
+"""The small types every layer shares, and the abstract components plugins provide.
+
+A plugin provides instances of :class:`DatasetSpec`, :class:`ModelFamily`,
+:class:`DistillationMethod` and :class:`StructuralLoss` through the hooks in
+:mod:`gkd_search.hookspecs`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .params import Param
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class GraphDataset:
+    """A node-classification graph with its split.
+
+    ``data`` is a :class:`torch_geometric.data.Data` with ``x`` ``[N, F]``, ``edge_index``
+    ``[2, E]``, ``y`` ``[N]`` and boolean ``train_mask``, ``val_mask``, ``test_mask`` ``[N]``.
+    """
+
+    name: str
+    data: Any
+    num_classes: int
+
+    @property
+    def num_features(self) -> int:
+        return int(self.data.x.size(1))
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.data.num_nodes)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Cheap content summary used in cache keys (sizes and sums, not a full hash)."""
+        d = self.data
+        return {
+            "name": self.name,
+            "nodes": self.num_nodes,
+            "edges": int(d.edge_index.size(1)),
+            "features": self.num_features,
+            "classes": self.num_classes,
+            "x_sum": round(float(d.x.double().sum()), 4),
+            "edge_sum": int(d.edge_index.sum()),
+            "split": [int(d.train_mask.sum()), int(d.val_mask.sum()), int(d.test_mask.sum())],
+            "split_sum": int(torch.nonzero(d.train_mask).sum() + 3 * torch.nonzero(d.val_mask).sum()),
+        }
+
+
+class DatasetSpec(ABC):
+    """A dataset a search can run on.
+
+    Attributes:
+        name: the ``--dataset`` value (lower case).
+        default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given.
+        options: option names accepted after the name (``synthetic:nodes=1000,...``).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    default_teacher: ClassVar[str] = "gcn:2:64"
+    options: ClassVar[Mapping[str, Any]] = {}
+
+    @abstractmethod
+    def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
+        """Load the graph.
+
+        Args:
+            root: a read-only folder holding the raw files (``--data-root`` or ``GKD_DATA``), or
+                ``None`` to let the loader download into ``cache_dir`` where it can.
+            cache_dir: a writable folder for processed files.
+            seed: the seed of any random split.
+
+        Raises:
+            DataMissingError: the files are missing; the message says which files go where.
+        """
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns.
+
+    Attributes:
+        logits: ``[N, num_classes]``.
+        hidden: one tensor per layer, the layer's output before its activation, in order;
+            ``hidden[-1]`` is ``logits``.
+    """
+
+    logits: Tensor
+    hidden: list[Tensor]
+
+
+class GraphModel(nn.Module):
+    """A node classifier: ``forward(x, edge_index) -> ModelOutput``.
+
+    ``uses_graph`` is False for models that read only node features at inference (MLP);
+    they ignore ``edge_index``.
+    """
+
+    uses_graph: bool = True
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ModelFamily(ABC):
+    """Builds models of one family (GCN, GraphSAGE, GAT, MLP, ...).
+
+    Attributes:
+        name: the family's name in search spaces and ``--teacher``.
+        uses_graph: whether inference reads the graph (``False`` for MLP).
+        hyperparameters: family-specific architecture parameters (GAT's ``heads``) with their
+            default search ranges; they must be :class:`~gkd_search.params.Choice` or
+            :class:`~gkd_search.params.Fixed` because each value is a distinct architecture.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    uses_graph: ClassVar[bool] = True
+    hyperparameters: ClassVar[Mapping[str, Param]] = {}
+
+    @abstractmethod
+    def build(
+        self,
+        in_channels: int,
+        num_classes: int,
+        num_layers: int,
+        hidden_channels: int,
+        dropout: float = 0.0,
+        **params: Any,
+    ) -> GraphModel:
+        """Return a new, randomly initialised model."""
+
+    #: family parameters that have no effect on a 1-layer model (GAT's hidden ``heads``)
+    single_layer_ignores: ClassVar[frozenset[str]] = frozenset()
+
+    def num_hops(self, num_layers: int) -> int:
+        """How many hops of neighbourhood one prediction reads (0 for graph-free models)."""
+        return num_layers if self.uses_graph else 0
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars in ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# --------------------------------------------------------------------------- teacher
+
+
+@dataclass
+class TeacherOutputs:
+    """A trained teacher's outputs for every node, computed once per search.
+
+    Attributes:
+        logits: ``[N, C]`` in eval mode.
+        hidden: per-layer pre-activation outputs, ``hidden[-1]`` equals ``logits``.
+        spec: the teacher's ``FAMILY:LAYERS:HIDDEN``.
+    """
+
+    logits: Tensor
+    hidden: list[Tensor]
+    spec: str
+    num_params: int
+    val_acc: float
+    test_acc: float
+    from_cache: bool = False
+    cache_path: Optional[str] = None
+
+
+#: What a method may ask of the teacher (``DistillationMethod.requires``).
+TEACHER_OUTPUTS = frozenset({"logits", "hidden"})
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+@dataclass
+class DistillationBatch:
+    """Everything a loss sees at one training step (full-batch: every node).
+
+    Attributes:
+        y: labels ``[N]``; only ``train_mask`` rows may be used as supervision.
+        train_mask: boolean ``[N]``.
+        teacher_logits: ``[N, C]``.
+        teacher_hidden: per-layer teacher outputs, each ``[N, d_l]``.
+        edge_index: the graph ``[2, E]`` (structural losses use it).
+    """
+
+    y: Tensor
+    train_mask: Tensor
+    teacher_logits: Tensor
+    teacher_hidden: list[Tensor]
+    edge_index: Tensor
+
+
+@dataclass
+class DistillationContext:
+    """What a method knows when it builds its loss (sizes for its own projections)."""
+
+    num_classes: int
+    student_family: str
+    student_uses_graph: bool
+    student_hidden_dims: list[int]
+    teacher_hidden_dims: list[int]
+
+
+class DistillationLoss(nn.Module):
+    """A method's full training objective; it may own trainable parameters.
+
+    ``forward(student, batch)`` returns a scalar: cross-entropy on the labelled nodes plus the
+    method's distillation terms, weighted as the method's paper does.
+    """
+
+    def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class DistillationMethod(ABC):
+    """A knowledge-distillation method.
+
+    Attributes:
+        name: the method's name in search spaces, ``--methods`` and MLflow's ``method`` param.
+        paper: the citation of the paper whose equations :meth:`build_loss` implements.
+        requires: which teacher outputs the loss reads, a subset of :data:`TEACHER_OUTPUTS`.
+        student_kinds: ``{"graph", "graph_free"}`` or a subset: GLNN trains graph-free
+            students only.
+        hyperparameters: the method's own search space, by name (define-by-run: these exist
+            only in trials that use this method).
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    requires: ClassVar[frozenset[str]] = frozenset({"logits"})
+    student_kinds: ClassVar[frozenset[str]] = frozenset({"graph", "graph_free"})
+    hyperparameters: ClassVar[Mapping[str, Param]] = {}
+
+    def accepts(self, family: ModelFamily) -> bool:
+        """Whether this method can train a student of ``family``."""
+        return ("graph" if family.uses_graph else "graph_free") in self.student_kinds
+
+    @abstractmethod
+    def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
+        """Return the training objective for one trial with hyperparameters ``params``."""
+
+
+class StructuralLoss(ABC):
+    """A loss between student and teacher embeddings that reads the graph structure."""
+
+    name: ClassVar[str]
+    paper: ClassVar[str] = ""
+    hyperparameters: ClassVar[Mapping[str, Param]] = {}
+
+    @abstractmethod
+    def __call__(
+        self, student: Tensor, teacher: Tensor, edge_index: Tensor, **params: Any
+    ) -> Tensor:
+        """Return a scalar loss."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class TrialSpec:
+    """One point of the search space: a student architecture, a method and training settings."""
+
+    family: str
+    num_layers: int
+    hidden_channels: int
+    family_params: dict[str, Any] = field(default_factory=dict)
+    method: str = "none"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def architecture_key(self) -> str:
+        return architecture_key(self.family, self.num_layers, self.hidden_channels, self.family_params)
+
+
+def architecture_key(family: str, num_layers: int, hidden_channels: int, family_params: Mapping[str, Any]) -> str:
+    """A stable name of an architecture, e.g. ``gat-2x64-heads=4``; latency is cached by it."""
+    extra = "".join(f"-{k}={family_params[k]}" for k in sorted(family_params))
+    return f"{family}-{num_layers}x{hidden_channels}{extra}"
+
+
+@dataclass
+class TrialResult:
+    """The outcome of one trial, as logged to MLflow and passed to ``gkd_trial_finished``.
+
+    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why).
+    Accuracies are fractions in ``[0, 1]``.
+    """
+
+    trial_id: str
+    spec: TrialSpec
+    status: str
+    latency_ms_p50: Optional[float] = None
+    latency_ms_p95: Optional[float] = None
+    params: Optional[int] = None
+    val_acc: Optional[float] = None
+    test_acc: Optional[float] = None
+    train_seconds: Optional[float] = None
+    epochs_run: Optional[int] = None
+    error: Optional[str] = None
+    checkpoint: Optional[str] = None
+    run_id: Optional[str] = None
+    pareto: bool = False
+    selected: bool = False
+
+
+@dataclass
+class SearchSummary:
+    """What a finished search produced, passed to ``gkd_search_finished``."""
+
+    dataset: str
+    budget_ms: float
+    teacher: TeacherOutputs
+    results: list[TrialResult]
+    pareto: list[TrialResult]
+    selected: Optional[TrialResult]
+    parent_run_id: Optional[str]
+    tracking_uri: str
+    student_path: Optional[str] = None
+    seconds: float = 0.0

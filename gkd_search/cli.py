@@ -154,9 +154,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    import logging
     import warnings
 
     warnings.filterwarnings("ignore")
+    for noisy in ("mlflow", "alembic", "ray", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from .registry import build_registry, get_plugin_manager
     from .search import SearchConfig, run_search
 

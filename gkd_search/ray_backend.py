@@ -97,9 +97,16 @@ def trainable(config: dict, context: TrialContext) -> None:
         result = run_trial(spec, context, trial_id, save_dir=workdir)
         payload = asdict(result)
         payload.pop("checkpoint", None)
-        metrics: dict[str, Any] = {"gkd_status": result.status, "gkd_result": json.dumps(payload)}
+        # Ray Tune stops the whole experiment on a result without the objectives, so a failed or
+        # over-budget trial reports NaN; GkdOptunaSearch tells Optuna FAIL/PRUNED for it instead.
+        nan = float("nan")
+        metrics: dict[str, Any] = {
+            "gkd_status": result.status,
+            "gkd_result": json.dumps(payload),
+            "val_acc": result.val_acc if result.status == "ok" else nan,
+            "latency_ms_p50": result.latency_ms_p50 if result.latency_ms_p50 is not None else nan,
+        }
         if result.status == "ok":
-            metrics.update(val_acc=result.val_acc, latency_ms_p50=result.latency_ms_p50)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
         else:
             tune.report(metrics)

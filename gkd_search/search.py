@@ -161,16 +161,15 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
                        only_methods=config.methods, epochs=config.epochs)
     architectures = space.architectures(registry.families)
     _check_buildable(architectures, registry)
-    tracking_uri = resolve_tracking_uri(config.tracking_uri)
-    if check_tracking:
-        check_tracking_uri(tracking_uri)
-
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset = dataset_spec.load(resolve_data_root(config.data_root), cache_dir / "datasets", config.seed,
                                 **dataset_options)
     timings["data_seconds"] = time.perf_counter() - start
+    tracking_uri = resolve_tracking_uri(config.tracking_uri)
+    if check_tracking:  # before any training
+        check_tracking_uri(tracking_uri)
     d = dataset.data
     reporter.message(
         f"dataset {dataset.name}: {dataset.num_nodes:,} nodes, {d.edge_index.size(1):,} edges, "

@@ -1,0 +1,104 @@
+"""A trial that raises or whose loss becomes NaN is recorded ``failed`` and the search goes on;
+observer hooks see every trial and the end of the search."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import ray.cloudpickle as cloudpickle
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from gkd_search import hookimpl
+from gkd_search.registry import build_registry, get_plugin_manager
+from gkd_search.search import SearchConfig, run_search
+from gkd_search.types import DistillationLoss, DistillationMethod
+
+pytestmark = pytest.mark.slow
+
+# Ray workers unpickle these classes: ship them by value, the tests folder is not a package.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class NaNLoss(DistillationLoss):
+    def forward(self, student, batch):
+        return student.logits.sum() * torch.tensor(float("nan"))
+
+
+class NaNMethod(DistillationMethod):
+    name = "nan-loss"
+
+    def build_loss(self, params, context):
+        return NaNLoss()
+
+
+class RaisingMethod(DistillationMethod):
+    name = "raises"
+
+    def build_loss(self, params, context):
+        raise RuntimeError("this method is broken on purpose")
+
+
+class Recorder:
+    """A test plugin: provides the broken methods and observes the search."""
+
+    def __init__(self):
+        self.trials, self.summaries = [], []
+
+    @hookimpl
+    def gkd_methods(self):
+        return [NaNMethod(), RaisingMethod()]
+
+    @hookimpl
+    def gkd_trial_finished(self, result):
+        self.trials.append(result)
+
+    @hookimpl
+    def gkd_search_finished(self, summary):
+        self.summaries.append(summary)
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    recorder = Recorder()
+    pm = get_plugin_manager(autoload=False)
+    pm.register(recorder, name="test-recorder")
+    registry = build_registry(pm)
+    config = SearchConfig(
+        dataset="synthetic:nodes=600,edges=3000,features=16,classes=3", budget_ms=100, trials=5, epochs=10,
+        space=str(Path(__file__).parent / "spaces" / "tiny.yaml"), methods=["nan-loss", "raises", "none"],
+        families=["gcn"], teacher="gcn:2:16:epochs=20", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        cache_dir=str(tmp_path / "cache"), seed=3,
+    )
+    summary = run_search(config, registry)
+
+    assert len(summary.results) == 5
+    statuses = {r.spec.method: set() for r in summary.results}
+    for r in summary.results:
+        statuses[r.spec.method].add(r.status)
+    assert statuses.get("nan-loss", {"failed"}) == {"failed"}
+    assert statuses.get("raises", {"failed"}) == {"failed"}
+    failed = [r for r in summary.results if r.status == "failed"]
+    assert failed, "the seeded sampler should draw a broken method at least once"
+    for r in failed:
+        expected = "loss became nan" if r.spec.method == "nan-loss" else "this method is broken on purpose"
+        assert expected in r.error
+
+    # observers saw every trial once, and the end of the search
+    assert [r.trial_id for r in recorder.trials] == [r.trial_id for r in summary.results]
+    assert recorder.summaries == [summary]
+
+    client = MlflowClient(config.tracking_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    trial_runs = [r for r in runs if r.data.tags.get("gkd.role") == "trial"]
+    assert len(trial_runs) == 5
+    for run in trial_runs:
+        if run.data.tags["gkd.status"] == "failed":
+            assert run.info.status == "FAILED" and run.data.tags["gkd.error"]
+            assert "val_acc" not in run.data.metrics
+    ok = [r for r in summary.results if r.status == "ok"]
+    selected = [r for r in trial_runs if r.data.tags["gkd.selected"] == "true"]
+    assert len(selected) == (1 if ok else 0)
+    parent = next(r for r in runs if r.data.tags.get("gkd.role") == "search")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == len(failed)

@@ -20,7 +20,8 @@ class UnknownComponentError(UsageError):
 
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.kind, self.name, self.known = kind, name, known
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}")
+        plural = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"  # family -> families
+        super().__init__(f"unknown {kind} {name!r}; known {plural}: {', '.join(sorted(known))}")
 
 
 class SpaceError(UsageError):

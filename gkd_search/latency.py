@@ -226,13 +226,21 @@ class LatencyCache:
         self.entries: dict[str, dict] = {}
         if self.path.is_file():
             try:
-                self.entries = json.loads(self.path.read_text())["entries"]
-            except (ValueError, KeyError):
+                entries = json.loads(self.path.read_text())["entries"]
+                if not isinstance(entries, dict):
+                    raise ValueError("entries is not a mapping")
+                self.entries = entries
+            except (ValueError, KeyError, TypeError):
                 self.entries = {}  # unreadable cache: measure again, overwrite on save
 
     def get(self, arch_key: str) -> Optional[LatencyMeasurement]:
         entry = self.entries.get(arch_key)
-        return LatencyMeasurement(**entry) if entry else None
+        if not isinstance(entry, dict) or not entry:
+            return None
+        try:
+            return LatencyMeasurement(**entry)
+        except TypeError:  # a malformed entry: measure again
+            return None
 
     def put(self, arch_key: str, measurement: LatencyMeasurement) -> None:
         self.entries[arch_key] = asdict(measurement)

@@ -143,10 +143,13 @@ class ReportToDriver(tune.Callback):
                                 error=message.splitlines()[-1][:2000]))
 
 
-def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int) -> None:
-    """Run ``config.trials`` trials through Ray Tune; ``record`` sees each as it finishes."""
+def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int, experiment_dir: Path) -> None:
+    """Run ``config.trials`` trials through Ray Tune; ``record`` sees each as it finishes.
+
+    Ray keeps its experiment state and every trial's checkpoint (the trained student) under
+    ``experiment_dir``; the caller removes it once the selected student is logged.
+    """
     config = prepared.config
-    storage = (prepared.cache_dir / "ray_results").resolve()
     runnable = tune.with_resources(
         tune.with_parameters(trainable, context=prepared.context()),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
@@ -155,7 +158,7 @@ def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent:
         runnable,
         tune_config=tune.TuneConfig(search_alg=make_searcher(prepared), num_samples=config.trials,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=f"gkd-{uuid.uuid4().hex[:10]}", storage_path=str(storage), verbose=0,
+        run_config=tune.RunConfig(name=experiment_dir.name, storage_path=str(experiment_dir.parent), verbose=0,
                                   callbacks=[ReportToDriver(record)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )

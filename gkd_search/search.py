@@ -15,7 +15,8 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -27,8 +28,8 @@ from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProt
 from .pareto import pareto_front, select_student
 from .registry import Registry, build_registry
 from .space import Architecture, SearchSpace, load_space, suggest_spec
-from .teacher import TeacherConfig, build_teacher_model, get_teacher, read_checkpoint_config
-from .trial import TrialContext, run_trial
+from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
+from .trial import TrialContext
 from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
 
 CACHE_ENV = "GKD_CACHE"
@@ -251,12 +252,14 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
     tracker.start(run_name, _parent_params(prepared), prepared.teacher)
     results: list[TrialResult] = []
     started_ray = False
+    experiment_dir = (prepared.cache_dir / "ray_results" / f"gkd-{uuid.uuid4().hex[:10]}").resolve()
     try:
         from .ray_backend import init_ray
 
         started_ray = init_ray(config)
-        results = _run_trials(prepared, tracker, reporter)
+        results = _run_trials(prepared, tracker, reporter, experiment_dir)
         summary = _finish(prepared, tracker, results, time.perf_counter() - started)
+        registry.pm.hook.gkd_search_finished(summary=summary)
     except KeyboardInterrupt:
         tracker.abort("KILLED", "interrupted by the user")
         raise
@@ -268,7 +271,7 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             import ray
 
             ray.shutdown()
-    registry.pm.hook.gkd_search_finished(summary=summary)
+        shutil.rmtree(experiment_dir, ignore_errors=True)  # the selected student is in MLflow now
     return summary
 
 
@@ -292,7 +295,7 @@ def _max_concurrent(config: SearchConfig) -> int:
     return max(1, int((os.cpu_count() or 1) // config.cpus_per_trial))
 
 
-def _run_trials(prepared: Prepared, tracker, reporter: Reporter) -> list[TrialResult]:
+def _run_trials(prepared: Prepared, tracker, reporter: Reporter, experiment_dir: Path) -> list[TrialResult]:
     from .ray_backend import run_tune
 
     config = prepared.config
@@ -308,7 +311,7 @@ def _run_trials(prepared: Prepared, tracker, reporter: Reporter) -> list[TrialRe
         best = max((r.val_acc for r in in_budget), default=None)
         reporter.trial(result, len(results), config.trials, len(in_budget), best)
 
-    run_tune(prepared, record, max_concurrent=_max_concurrent(config))
+    run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=experiment_dir)
     return results
 
 
@@ -345,6 +348,8 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
             extra.update(selected_val_acc=selected.val_acc, selected_test_acc=selected.test_acc,
                          selected_latency_ms_p50=selected.latency_ms_p50)
         tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra)
+        if selected is not None:
+            summary.student_path = f"runs:/{selected.run_id}/student"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return summary

@@ -26,12 +26,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
 from .errors import SpaceError, UnknownComponentError
-from .params import Choice, Fixed, FloatRange, IntRange, Param, Suggester, check_param_type, param_from_yaml
+from .params import Choice, Fixed, FloatRange, Param, Suggester, check_param_type, param_from_yaml
 from .types import DistillationMethod, ModelFamily, TrialSpec, architecture_key
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"

@@ -93,13 +93,16 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
     """Rebuild a saved student.
 
     Args:
-        source: a folder with ``config.json`` and ``weights.pt``, or an MLflow run id (a trial
-            run with a saved student, or a search's parent run: its selected student).
+        source: a folder with ``config.json`` and ``weights.pt``, an MLflow run id (a trial
+            run with a saved student, or a search's parent run: its selected student), or
+            ``runs:/<run id>/student``.
         tracking_uri: where to find the run (default: ``$MLFLOW_TRACKING_URI`` or
             ``sqlite:///mlruns/mlflow.db``).
     """
     from .registry import build_registry
 
+    if str(source).startswith("runs:/"):
+        source = str(source)[len("runs:/"):].split("/")[0]
     path = Path(source)
     if not (path / CONFIG_FILE).is_file():
         if path.exists():

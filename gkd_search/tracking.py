@@ -164,6 +164,8 @@ class SearchTracker:
         }
         if result.error:
             tags["gkd.error"] = result.error[:4000]
+        if result.traceback:
+            tags["gkd.traceback"] = result.traceback[-4000:]
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
         try:
@@ -194,7 +196,7 @@ class SearchTracker:
             self.client.set_tag(self.parent_run_id, "gkd.selected_run_id", summary.selected.run_id)
             if summary.student_path:
                 self.client.log_artifacts(summary.selected.run_id, summary.student_path, "student")
-        for name, path in artifacts.items():
+        for path in artifacts.values():
             self.client.log_artifact(self.parent_run_id, str(path))
         now = int(time.time() * 1000)
         metrics = {"n_feasible": n_feasible, **extra_metrics}

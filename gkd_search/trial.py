@@ -104,6 +104,5 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
         result.val_acc = result.test_acc = None
-        tb = traceback.format_exc(limit=6)
-        result.error_traceback = tb  # type: ignore[attr-defined]
+        result.traceback = traceback.format_exc(limit=-8)
     return result

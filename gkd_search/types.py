@@ -315,6 +315,7 @@ class TrialResult:
     train_seconds: Optional[float] = None
     epochs_run: Optional[int] = None
     error: Optional[str] = None
+    traceback: Optional[str] = None
     checkpoint: Optional[str] = None
     run_id: Optional[str] = None
     pareto: bool = False
@@ -323,7 +324,11 @@ class TrialResult:
 
 @dataclass
 class SearchSummary:
-    """What a finished search produced, passed to ``gkd_search_finished``."""
+    """What a finished search produced, passed to ``gkd_search_finished``.
+
+    ``student_path`` is the selected student's MLflow artifact, ``runs:/<run id>/student``
+    (``gkd_search.load_student`` accepts it).
+    """
 
     dataset: str
     budget_ms: float

@@ -102,3 +102,9 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert len(selected) == (1 if ok else 0)
     parent = next(r for r in runs if r.data.tags.get("gkd.role") == "search")
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_failed"] == len(failed)
+
+    # Ray's per-search checkpoints are removed once the selected student is in MLflow
+    ray_results = tmp_path / "cache" / "ray_results"
+    assert not ray_results.exists() or not any(ray_results.iterdir())
+    if ok:
+        assert summary.student_path == f"runs:/{summary.selected.run_id}/student"

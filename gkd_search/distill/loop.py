@@ -86,7 +86,7 @@ def train_model(
         optimizer.zero_grad(set_to_none=True)
         loss = objective(model(data.x, data.edge_index))
         if not torch.isfinite(loss):
-            raise TrialFailed(f"loss became {float(loss)} at epoch {epoch}")
+            raise TrialFailed(f"loss became {float(loss.detach())} at epoch {epoch}")
         loss.backward()
         optimizer.step()
 

@@ -1,0 +1,347 @@
+"""Hyperparameter declarations (params.py) and search-space files (space.py)."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from gkd_search.errors import SpaceError, UnknownComponentError, UsageError
+from gkd_search.params import Choice, Fixed, FloatRange, IntRange, param_from_yaml
+from gkd_search.space import SPACES_DIR, Architecture, SearchSpace, load_space, suggest_spec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+WHERE = "space.yaml: training.lr"
+
+
+# ------------------------------------------------------------------------------ param_from_yaml
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ([16, 32, 64], Choice((16, 32, 64))),
+        (["a", "b"], Choice(("a", "b"))),
+        ({"low": 0.1, "high": 1.0}, FloatRange(0.1, 1.0, False)),
+        ({"low": 1, "high": 8}, FloatRange(1.0, 8.0, False)),
+        ({"low": 0.001, "high": 0.1, "log": True}, FloatRange(0.001, 0.1, True)),
+        ({"low": 1, "high": 8, "type": "int"}, IntRange(1, 8, False)),
+        ({"low": 2.0, "high": 16.0, "type": "int", "log": True}, IntRange(2, 16, True)),
+        ({"low": 0.5, "high": 0.5}, FloatRange(0.5, 0.5, False)),
+        (0.5, Fixed(0.5)),
+        (200, Fixed(200)),
+        ("adam", Fixed("adam")),
+        (True, Fixed(True)),
+    ],
+)
+def test_param_from_yaml_kinds(value, expected):
+    param = param_from_yaml(value, WHERE)
+    assert param == expected
+    assert type(param) is type(expected)
+
+
+def test_int_range_bounds_are_ints():
+    param = param_from_yaml({"low": 2.0, "high": 6.0, "type": "int"}, WHERE)
+    assert isinstance(param.low, int) and isinstance(param.high, int)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"low": 2.0, "high": 1.0}, "range needs finite low <= high"),
+        ({"low": 5, "high": 1, "type": "int"}, "range needs low <= high"),
+        ({"low": float("nan"), "high": 1.0}, "range needs finite low <= high"),
+        ({"low": 0.0, "high": 1.0, "log": True}, "a log range needs low > 0, got 0.0"),
+        ({"low": -1.0, "high": 1.0, "log": True}, "a log range needs low > 0"),
+        ({"low": 0, "high": 4, "type": "int", "log": True}, "a log range needs low > 0, got 0"),
+        ({"low": 0.0, "high": 1.0, "step": 0.1}, "unknown key 'step' in range"),
+        ({"low": 0.0}, "a range needs both 'low' and 'high'"),
+        ({"high": 1.0}, "a range needs both 'low' and 'high'"),
+        ({"low": "a", "high": 1.0}, "'low' and 'high' must be numbers"),
+        ({"low": True, "high": 1.0}, "'low' and 'high' must be numbers"),
+        ({"low": 1.5, "high": 3, "type": "int"}, "an int range needs integer bounds"),
+        ({"low": 1, "high": 3, "type": "str"}, "unknown range type 'str'"),
+        ([], "a choice list must not be empty"),
+        ([16, 32, 16], "has repeated values"),
+        ([[1, 2]], "is not a number, string or boolean"),
+    ],
+)
+def test_param_from_yaml_errors_name_the_place(value, message):
+    with pytest.raises(SpaceError, match=re.escape(WHERE) + ".*" + re.escape(message)):
+        param_from_yaml(value, WHERE)
+
+
+def test_space_error_is_a_usage_error():
+    assert issubclass(SpaceError, UsageError)
+
+
+# ------------------------------------------------------------------------------ load_space
+
+
+def write_space(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+SMALL_SPACE = """
+    description: a small space
+    families:
+      gcn: {num_layers: [1, 2], hidden_channels: [16, 32]}
+      gat: {num_layers: [1, 2], hidden_channels: [8, 16], heads: [1, 2]}
+      mlp: {num_layers: [1, 2, 3], hidden_channels: [32]}
+    methods:
+      none: {}
+      softkd: {tau: {low: 1.0, high: 4.0}}
+      glnn: {lambda: [0.3, 0.7]}
+    training:
+      lr: {low: 0.005, high: 0.02, log: true}
+      dropout: [0.0, 0.5]
+      patience: 20
+"""
+
+
+def load(path, registry, **kwargs) -> SearchSpace:
+    return load_space(path, registry.families, registry.methods, **kwargs)
+
+
+def test_valid_space_loads(tmp_path, gkd_registry):
+    path = write_space(tmp_path, SMALL_SPACE)
+    space = load(path, gkd_registry)
+    assert space.source == str(path)
+    assert set(space.families) == {"gcn", "gat", "mlp"}
+    assert space.families["gcn"].num_layers == (1, 2)
+    assert space.families["gcn"].hidden_channels == (16, 32)
+    assert space.families["gat"].params == {"heads": (1, 2)}
+    assert space.families["gcn"].params == {}
+    assert list(space.methods) == ["none", "softkd", "glnn"]
+    assert space.methods["none"] == {}
+    # a narrowed parameter replaces the default, the others keep the method's default range
+    assert space.methods["softkd"]["tau"] == FloatRange(1.0, 4.0)
+    assert space.methods["softkd"]["alpha"] == FloatRange(0.1, 0.95)
+    assert space.methods["glnn"]["lambda"] == Choice((0.3, 0.7))
+    assert space.training["lr"] == FloatRange(0.005, 0.02, log=True)
+    assert space.training["dropout"] == Choice((0.0, 0.5))
+    assert space.training["patience"] == Fixed(20)
+    # not in the file: the defaults
+    assert space.training["epochs"] == Fixed(200)
+    assert space.training["weight_decay"] == FloatRange(1e-5, 1e-3, log=True)
+
+
+def test_epochs_override(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, epochs=7)
+    assert space.training["epochs"] == Fixed(7)
+
+
+def test_default_space_loads_by_name(gkd_registry):
+    space = load("default", gkd_registry)
+    assert Path(space.source) == SPACES_DIR / "default.yaml"
+    assert set(space.families) == {"gcn", "sage", "gat", "mlp"}
+    assert set(space.methods) == {"none", "softkd", "glnn"}
+    archs = space.architectures(gkd_registry.families)
+    # gcn, sage: 1 one-layer + 2*4 ; gat: 2*3*3 ; mlp: 1 + 2*4
+    assert len(archs) == 9 + 9 + 18 + 9
+    for arch in archs:  # every architecture of the default space can be built
+        gkd_registry.families[arch.family].build(8, 3, arch.num_layers, arch.hidden_channels,
+                                                 **dict(arch.family_params))
+
+
+def test_space_not_found_lists_known_names(gkd_registry):
+    with pytest.raises(SpaceError, match="search space 'no-such-space' not found.*default"):
+        load("no-such-space", gkd_registry)
+
+
+@pytest.mark.parametrize(
+    "text, key, message",
+    [
+        ("families: {}\nfamiles: {}\n", "unknown key 'familes'", "known: description, families, methods, training"),
+        ("families:\n  transformer: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\n",
+         "families.transformer", "unknown family (known: gat, gcn, mlp, sage)"),
+        ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {magic: {}}\n",
+         "methods.magic", "unknown method (known: glnn, none, softkd)"),
+        ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  softkd: {temperature: 2.0}\n",
+         "methods.softkd.temperature", "unknown hyperparameter (known: tau, alpha)"),
+        ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  none: {tau: 2.0}\n",
+         "methods.none.tau", "unknown hyperparameter (known: none)"),
+        ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\ntraining: {momentum: 0.9}\n",
+         "training.momentum", "unknown key (known: lr, weight_decay, dropout, epochs, patience)"),
+        ("families:\n  gcn: {num_layers: [1], hidden_channels: [8], heads: [2]}\nmethods: {none: {}}\n",
+         "families.gcn.heads", "unknown key (known: num_layers, hidden_channels)"),
+        ("families:\n  gcn: {hidden_channels: [8]}\nmethods: {none: {}}\n",
+         "families.gcn", "missing 'num_layers'"),
+        ("families:\n  gcn: {num_layers: [2]}\nmethods: {none: {}}\n",
+         "families.gcn", "missing 'hidden_channels'"),
+        ("families:\n  gcn: {num_layers: [0, 2], hidden_channels: [8]}\nmethods: {none: {}}\n",
+         "families.gcn.num_layers", "expected a positive integer"),
+        ("families:\n  gcn: {num_layers: -1, hidden_channels: [8]}\nmethods: {none: {}}\n",
+         "families.gcn.num_layers", "expected a positive integer"),
+        ("families:\n  gcn: {num_layers: [2], hidden_channels: [8.5]}\nmethods: {none: {}}\n",
+         "families.gcn.hidden_channels", "expected a positive integer"),
+        ("families:\n  gat: {num_layers: [2], hidden_channels: [8], heads: {low: 1, high: 4}}\nmethods: {none: {}}\n",
+         "families.gat.heads", "must be a list of choices or one value"),
+        ("families:\n  gcn: {num_layers: [2], hidden_channels: [8]}\nmethods: {none: {}}\ntraining: {lr: [fast]}\n",
+         "training.lr", "choice 'fast' is not a number"),
+        ("families:\n  gcn: {num_layers: [2], hidden_channels: [8]}\nmethods:\n  softkd: {tau: {low: 4, high: 1}}\n",
+         "methods.softkd.tau", "range needs finite low <= high"),
+        ("families: [gcn]\nmethods: {none: {}}\n", "families", "expected a mapping"),
+    ],
+)
+def test_space_errors_name_file_and_key(tmp_path, gkd_registry, text, key, message):
+    path = write_space(tmp_path, text)
+    with pytest.raises(SpaceError) as info:
+        load(path, gkd_registry)
+    text = str(info.value)
+    assert text.startswith(f"{path}: "), text
+    assert key in text, text
+    assert message in text, text
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path, gkd_registry):
+    path = write_space(tmp_path, "families:\n  gcn: {num_layers: [1, 2\nmethods: {none: {}}\n")
+    with pytest.raises(SpaceError, match=re.escape(str(path)) + r": line \d+ is not valid YAML"):
+        load(path, gkd_registry)
+
+
+def test_space_without_family_or_method(tmp_path, gkd_registry):
+    path = write_space(tmp_path, "methods: {none: {}}\n")
+    with pytest.raises(SpaceError, match=re.escape(str(path)) + ": the space has no student family"):
+        load(path, gkd_registry)
+    path = write_space(tmp_path, "families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\n", "b.yaml")
+    with pytest.raises(SpaceError, match=re.escape(str(path)) + ": the space has no method"):
+        load(path, gkd_registry)
+
+
+def test_space_where_no_method_fits_any_family(tmp_path, gkd_registry):
+    path = write_space(tmp_path, "families:\n  gcn: {num_layers: [2], hidden_channels: [8]}\nmethods: {glnn: {}}\n")
+    with pytest.raises(SpaceError, match=r"no method in \(glnn\) can train any family in \(gcn\)"):
+        load(path, gkd_registry)
+
+
+def test_family_without_usable_method_is_dropped(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_methods=["glnn"])
+    assert set(space.families) == {"mlp"}
+
+
+# ------------------------------------------------------------------------------ only_* filters
+
+
+def test_only_methods_filters_and_adds_defaults(tmp_path, gkd_registry):
+    path = write_space(tmp_path, "families:\n  gcn: {num_layers: [2], hidden_channels: [8]}\n"
+                                 "methods:\n  none: {}\n  softkd: {tau: [2.0]}\n")
+    space = load(path, gkd_registry, only_methods=["softkd"])
+    assert list(space.methods) == ["softkd"]
+    assert space.methods["softkd"]["tau"] == Choice((2.0,))  # the file's narrowing is kept
+    # a method absent from the file joins with its default ranges
+    space = load(path, gkd_registry, only_methods=["none", "glnn"])
+    assert list(space.methods) == ["none", "glnn"]
+    assert space.methods["glnn"] == {"lambda": FloatRange(0.0, 1.0)}
+
+
+def test_only_families_filters(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["gat", "mlp"])
+    assert set(space.families) == {"gat", "mlp"}
+    assert {a.family for a in space.architectures(gkd_registry.families)} == {"gat", "mlp"}
+
+
+def test_only_methods_unknown_name(tmp_path, gkd_registry):
+    with pytest.raises(UnknownComponentError, match="unknown method 'magic'.*glnn, none, softkd") as info:
+        load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_methods=["none", "magic"])
+    assert info.value.kind == "method" and info.value.name == "magic"
+    assert sorted(info.value.known) == ["glnn", "none", "softkd"]
+
+
+def test_only_families_unknown_name(tmp_path, gkd_registry):
+    with pytest.raises(UnknownComponentError, match="unknown family 'transformer'.*gat, gcn, mlp, sage"):
+        load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["transformer"])
+
+
+def test_only_families_known_but_absent_from_file(tmp_path, gkd_registry):
+    path = write_space(tmp_path, SMALL_SPACE)
+    with pytest.raises(SpaceError, match=re.escape(str(path)) + ": --families names 'sage'"):
+        load(path, gkd_registry, only_families=["sage"])
+
+
+# ------------------------------------------------------------------------------ architectures
+
+
+def test_architectures_by_hand(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry)
+    archs = space.architectures(gkd_registry.families)
+    keys = [a.key for a in archs]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == {
+        # gcn: the two 1-layer models (hidden 16 and 32) are the same model
+        "gcn-1x0", "gcn-2x16", "gcn-2x32",
+        # gat: heads are dropped for a 1-layer model, so 4 one-layer combinations collapse to one
+        "gat-1x0", "gat-2x8-heads=1", "gat-2x8-heads=2", "gat-2x16-heads=1", "gat-2x16-heads=2",
+        # mlp
+        "mlp-1x0", "mlp-2x32", "mlp-3x32",
+    }
+    assert len(archs) == 11
+    one_layer = [a for a in archs if a.num_layers == 1]
+    assert all(a.hidden_channels == 0 and a.family_params == () for a in one_layer)
+    gat2 = next(a for a in archs if a.key == "gat-2x16-heads=2")
+    assert gat2 == Architecture("gat", 2, 16, (("heads", 2),))
+
+
+def test_duplicate_depths_collapse(tmp_path, gkd_registry):
+    path = write_space(tmp_path, "families:\n  gcn: {num_layers: [2, 2, 1], hidden_channels: [8, 8]}\n"
+                                 "methods: {none: {}}\n")
+    space = load(path, gkd_registry)
+    assert space.families["gcn"].num_layers == (2, 1)
+    assert sorted(a.key for a in space.architectures(gkd_registry.families)) == ["gcn-1x0", "gcn-2x8"]
+
+
+# ------------------------------------------------------------------------------ suggest_spec
+
+
+def test_suggest_spec_respects_feasible_and_methods(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry)
+    archs = {a.key: a for a in space.architectures(gkd_registry.families)}
+    feasible_keys = {"gcn-1x0", "gcn-2x32", "gat-2x16-heads=2", "gat-2x8-heads=1", "mlp-2x32", "mlp-3x32"}
+    feasible = [archs[k] for k in sorted(feasible_keys)]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_archs, seen_pairs = set(), set()
+    for _ in range(80):
+        trial = study.ask()
+        spec = suggest_spec(trial, space, feasible, gkd_registry.families, gkd_registry.methods, seed=3)
+        key = spec.architecture_key()
+        assert key in feasible_keys, key
+        assert spec.seed == 3
+        seen_archs.add(key)
+        seen_pairs.add((spec.family, spec.method))
+        if spec.method == "glnn":
+            assert spec.family == "mlp"
+        assert spec.method in space.methods
+        # only the chosen method's hyperparameters exist, in the spec and in the Optuna trial
+        assert set(spec.method_params) == set(space.methods[spec.method])
+        for other in space.methods:
+            if other != spec.method:
+                assert not any(name.startswith(f"{other}.") for name in trial.params), trial.params
+        if spec.method == "softkd":
+            assert 1.0 <= spec.method_params["tau"] <= 4.0
+            assert 0.1 <= spec.method_params["alpha"] <= 0.95
+        if spec.method == "glnn":
+            assert spec.method_params["lambda"] in (0.3, 0.7)
+        assert 0.005 <= spec.training["lr"] <= 0.02
+        assert spec.training["dropout"] in (0.0, 0.5)
+        assert spec.training["patience"] == 20 and spec.training["epochs"] == 200
+        study.tell(trial, 0.0)
+    # the sampler reached every feasible architecture and every legal (family kind, method) pair
+    assert seen_archs == feasible_keys
+    assert ("mlp", "glnn") in seen_pairs
+    assert {m for f, m in seen_pairs if f != "mlp"} == {"none", "softkd"}
+
+
+def test_suggest_spec_single_feasible_architecture(tmp_path, gkd_registry):
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry)
+    arch = next(a for a in space.architectures(gkd_registry.families) if a.key == "gat-2x8-heads=2")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        spec = suggest_spec(study.ask(), space, [arch], gkd_registry.families, gkd_registry.methods, seed=0)
+        assert (spec.family, spec.num_layers, spec.hidden_channels, spec.family_params) == ("gat", 2, 8, {"heads": 2})
+        assert spec.method in ("none", "softkd")

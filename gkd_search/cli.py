@@ -155,9 +155,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     import logging
+    import os
     import warnings
 
     warnings.filterwarnings("ignore")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
     for noisy in ("mlflow", "alembic", "ray", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from .registry import build_registry, get_plugin_manager

@@ -84,6 +84,7 @@ def test_cli_prints_progress_front_and_mlflow_command(searches):
     assert "in budget" in out and "best val" in out
     assert "Pareto front" in out and "Selected (* best val acc within 10 ms)" in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert "INFO mlflow" not in searches[0].stderr and "Traceback" not in searches[0].stderr
 
 
 def test_parent_run_has_every_documented_name(client):

@@ -5,12 +5,12 @@ Everything here is real (no mocks) and small, so the unit tests stay fast on two
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import pytest
-import torch
+
+from gkd_search.latency import fixed_threads
 
 #: The read-only folder with the real raw datasets (Cora/raw, Photo/raw, ...).
 SHARED_DATA = Path(os.environ.get("GKD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -22,23 +22,12 @@ SMALL_SYNTHETIC = {"nodes": 600, "edges": 3000, "features": 16, "classes": 3}
 SMALL_TEACHER = "gcn:2:16:epochs=30:patience=30"
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    """Run the block with ``threads`` torch threads, then restore the previous count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.fixture
 def one_thread():
     """One torch thread for the test (then restored): on the tiny graphs of the unit tests this is
     many times faster than several threads, above all when other processes share the cores.
     Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    with torch_threads(1):
+    with fixed_threads(1):
         yield
 
 
@@ -63,6 +52,6 @@ def small_teacher(gkd_registry, small_synthetic, tmp_path_factory):
     from gkd_search.teacher import TeacherConfig, get_teacher
 
     config = TeacherConfig.parse(SMALL_TEACHER)
-    with torch_threads(1):
+    with fixed_threads(1):
         return get_teacher(small_synthetic, config, gkd_registry.get("family", config.family), seed=0,
                            cache_dir=tmp_path_factory.mktemp("teacher-cache"))

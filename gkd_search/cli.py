@@ -92,16 +92,27 @@ class ConsoleReporter:
         self._print(f"[{done:>3}/{total}] {arch:<28} {what} | in budget {feasible}, best val {best_text}")
 
 
+def _collapse_identical(results):
+    """Group front members that are the same student with the same numbers (the sampler can draw
+    one configuration twice); the selected one stays visible as its group's representative."""
+    groups: dict[tuple, list] = {}
+    for r in results:
+        key = (r.spec.architecture_key(), r.spec.method, r.val_acc, r.test_acc, r.latency_ms_p50, r.params)
+        groups.setdefault(key, []).append(r)
+    return [(next((r for r in g if r.selected), g[0]), len(g)) for g in groups.values()]
+
+
 def print_summary(summary, reporter: ConsoleReporter) -> None:
     out = reporter._print
     out("")
     out(f"Pareto front ({len(summary.pareto)} of {len(summary.results)} trials; val acc up, p50 down, params down):")
     out(f"  {'':1} {'architecture':<24} {'method':<8} {'val':>6} {'test':>6} {'p50 ms':>8} {'params':>9} {'compress':>9}")
-    for r in sorted(summary.pareto, key=lambda r: r.latency_ms_p50):
+    for r, count in _collapse_identical(sorted(summary.pareto, key=lambda r: r.latency_ms_p50)):
         mark = "*" if r.selected else " "
         ratio = summary.teacher.num_params / r.params
+        repeat = f"  (x{count} identical trials)" if count > 1 else ""
         out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {r.val_acc:>6.3f} {r.test_acc:>6.3f} "
-            f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {ratio:>8.1f}x")
+            f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {ratio:>8.1f}x{repeat}")
     t = summary.teacher
     out(f"  teacher {t.spec}: val {t.val_acc:.3f} test {t.test_acc:.3f}, {t.num_params:,} parameters")
     s = summary.selected

@@ -1,0 +1,32 @@
+"""The final table: the front sorted by latency, identical trials collapsed, the selected marked."""
+
+from __future__ import annotations
+
+import io
+
+from gkd_search.cli import ConsoleReporter, print_summary
+from gkd_search.types import SearchSummary, TeacherOutputs, TrialResult, TrialSpec
+
+
+def result(trial_id, family, layers, hidden, val, test, p50, params, selected=False):
+    spec = TrialSpec(family=family, num_layers=layers, hidden_channels=hidden, method="softkd")
+    return TrialResult(trial_id, spec, "ok", latency_ms_p50=p50, latency_ms_p95=p50, params=params,
+                       val_acc=val, test_acc=test, pareto=True, selected=selected, run_id=f"run-{trial_id}")
+
+
+def test_summary_table_collapses_identical_trials_and_marks_the_selected():
+    mlp_a = result("a", "mlp", 1, 0, 0.79, 0.80, 0.01, 10_000)
+    mlp_b = result("b", "mlp", 1, 0, 0.79, 0.80, 0.01, 10_000)
+    gcn = result("c", "gcn", 2, 16, 0.83, 0.84, 0.32, 23_000, selected=True)
+    teacher = TeacherOutputs(logits=None, hidden=[], spec="gcn:2:256", num_params=368_903, val_acc=0.80, test_acc=0.815)
+    summary = SearchSummary(dataset="cora", budget_ms=10, teacher=teacher, results=[gcn, mlp_a, mlp_b],
+                            pareto=[gcn, mlp_a, mlp_b], selected=gcn, parent_run_id="parent",
+                            tracking_uri="sqlite:///mlruns/mlflow.db")
+    stream = io.StringIO()
+    print_summary(summary, ConsoleReporter(stream=stream))
+    text = stream.getvalue()
+    assert text.count("mlp-1x0") == 1 and "(x2 identical trials)" in text
+    assert text.index("mlp-1x0") < text.index("gcn-2x16")  # sorted by latency
+    assert "  * gcn-2x16" in text and "16.0x" in text
+    assert "gkd_search.load_student('run-c')" in text
+    assert "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db" in text

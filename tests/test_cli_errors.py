@@ -94,25 +94,23 @@ def test_trials_at_least_one(sandbox, capsys, trials):
     assert_clean_failure(code, out, err, "--trials must be at least 1", sandbox=sandbox)
 
 
-def test_malformed_space_file_names_file_and_line(sandbox, capsys):
-    space = sandbox / "broken.yaml"
-    space.write_text("families:\n  gcn: {num_layers: [1, 2\n")
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        pytest.param("families:\n  gcn: {num_layers: [1, 2\n", ["not valid YAML"], id="malformed-yaml"),
+        pytest.param(
+            "families:\n  gcn: {num_layers: [2], hidden_channels: [16]}\nmethods:\n  softkd: {temperature: 2}\n",
+            ["methods.softkd.temperature", "known: tau, alpha"], id="unknown-method-key",
+        ),
+        pytest.param("familes:\n  gcn: {num_layers: [2], hidden_channels: [16]}\n", ["unknown key 'familes'"],
+                     id="unknown-top-level-key"),
+    ],
+)
+def test_bad_space_file_names_file_and_key(sandbox, capsys, content, fragments):
+    space = sandbox / "space.yaml"
+    space.write_text(content)
     code, out, err = run_cli(["--space", str(space)], capsys)
-    assert_clean_failure(code, out, err, str(space), "not valid YAML", sandbox=sandbox)
-
-
-def test_unknown_key_in_space_file_names_file_and_key(sandbox, capsys):
-    space = sandbox / "typo.yaml"
-    space.write_text("families:\n  gcn: {num_layers: [2], hidden_channels: [16]}\nmethods:\n  softkd: {temperature: 2}\n")
-    code, out, err = run_cli(["--space", str(space)], capsys)
-    assert_clean_failure(code, out, err, str(space), "methods.softkd.temperature", "known: tau, alpha", sandbox=sandbox)
-
-
-def test_unknown_top_level_key_in_space_file(sandbox, capsys):
-    space = sandbox / "typo.yaml"
-    space.write_text("familes:\n  gcn: {num_layers: [2], hidden_channels: [16]}\n")
-    code, out, err = run_cli(["--space", str(space)], capsys)
-    assert_clean_failure(code, out, err, str(space), "unknown key 'familes'", sandbox=sandbox)
+    assert_clean_failure(code, out, err, str(space), *fragments, sandbox=sandbox)
 
 
 def test_missing_space_file(sandbox, capsys):

@@ -35,6 +35,18 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "gkd_search.methods.none",
     "gkd_search.methods.softkd",
     "gkd_search.methods.glnn",
+    "gkd_search.methods.fitnets",
+    "gkd_search.methods.at",
+    "gkd_search.losses.lsp",
+    "gkd_search.losses.gsp",
+    "gkd_search.losses.gcrd",
+    "gkd_search.methods.lsp",
+    "gkd_search.methods.gsp",
+    "gkd_search.methods.gcrd",
+    "gkd_search.methods.graphakd",
+    "gkd_search.methods.abkd",
+    "gkd_search.methods.stride",
+    "gkd_search.methods.infgrand",
 )
 
 COMPONENT_HOOKS = {

@@ -134,6 +134,7 @@ class Prepared:
             dataset=self.dataset, teacher=self.teacher, families=self.registry.families,
             methods=self.registry.methods, latency=self.latency, budget_ms=self.config.budget_ms,
             protocol=self.protocol, device=self.config.device,
+            structural_losses=self.registry.losses, cache_dir=self.cache_dir / "methods",
         )
 
     def suggest(self, trial) -> TrialSpec:

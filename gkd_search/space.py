@@ -30,6 +30,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from .distill.objective import method_hyperparameters
 from .errors import SpaceError, UnknownComponentError
 from .params import Choice, Fixed, FloatRange, Param, Suggester, check_param_type, param_from_yaml
 from .types import DistillationMethod, ModelFamily, TrialSpec, architecture_key
@@ -185,7 +186,7 @@ def load_space(
         for name in only_methods:
             if name not in methods:
                 raise UnknownComponentError("method", name, list(methods))
-        method_spaces = {n: method_spaces.get(n) or dict(methods[n].hyperparameters) for n in only_methods}
+        method_spaces = {n: method_spaces.get(n) or method_hyperparameters(methods[n]) for n in only_methods}
 
     if not family_spaces:
         raise SpaceError(f"{path}: the space has no student family")
@@ -225,14 +226,15 @@ def _load_family(path: Path, name: str, family: ModelFamily, body: Mapping[str, 
 
 
 def _load_method(path: Path, name: str, method: DistillationMethod, body: Mapping[str, Any]) -> dict[str, Param]:
-    params = dict(method.hyperparameters)
+    declared = method_hyperparameters(method)
+    params = dict(declared)
     for key, value in body.items():
         where = f"{path}: methods.{name}.{key}"
-        if key not in method.hyperparameters:
-            known = ", ".join(method.hyperparameters) or "none"
+        if key not in declared:
+            known = ", ".join(declared) or "none"
             raise SpaceError(f"{where}: unknown hyperparameter (known: {known})")
         param = param_from_yaml(value, where)
-        check_param_type(param, method.hyperparameters[key], where)
+        check_param_type(param, declared[key], where)
         params[key] = param
     return params
 

@@ -7,13 +7,15 @@ Tune trainable, the overhead benchmark calls it from a plain Optuna loop.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from .distill.loop import TrainingSettings, train_model
+from .distill.objective import build_objective, split_params
+from .distill.resources import PeakMemory
 from .latency import LatencyBench, LatencyMeasurement, LatencyProtocol
 from .student import build_student, save_student
 from .types import (
@@ -22,6 +24,7 @@ from .types import (
     DistillationMethod,
     GraphDataset,
     ModelFamily,
+    StructuralLoss,
     TeacherOutputs,
     TrialResult,
     TrialSpec,
@@ -41,6 +44,8 @@ class TrialContext:
     budget_ms: float
     protocol: LatencyProtocol
     device: str = "cpu"
+    structural_losses: dict[str, StructuralLoss] = field(default_factory=dict)
+    cache_dir: Optional[Path] = None
 
 
 def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build) -> LatencyMeasurement:
@@ -48,6 +53,14 @@ def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build)
     if measured is None:  # only outside a search, which measures every architecture first
         measured = LatencyBench(ctx.dataset, ctx.protocol).measure(build(), family.num_hops(spec.num_layers))
     return measured
+
+
+def _diagnostics(loss, model, data, batch: DistillationBatch, when: str) -> dict[str, list[list[float]]]:
+    """The loss's named matrices in eval mode, as ``{"<name>_<when>": rows}``."""
+    with torch.no_grad():
+        model.eval()
+        matrices = loss.diagnostics(model(data.x, data.edge_index), batch)
+    return {f"{name}_{when}": m.detach().float().cpu().tolist() for name, m in matrices.items()}
 
 
 def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optional[Path] = None) -> TrialResult:
@@ -76,6 +89,11 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
 
         device = torch.device(ctx.device)
         data = dataset.data.to(device)
+        own_params, _ = split_params(method, spec.method_params)
+        features = method.student_features(data.x, data.edge_index, own_params)
+        if features is not data.x:
+            data = data.clone()
+            data.x = features
         model = model.to(device)
         teacher_logits = ctx.teacher.logits.to(device)
         teacher_hidden = [h.to(device) for h in ctx.teacher.hidden] if "hidden" in method.requires else []
@@ -85,17 +103,25 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         context = DistillationContext(
             num_classes=dataset.num_classes, student_family=spec.family, student_uses_graph=family.uses_graph,
             student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in ctx.teacher.hidden],
+            x=data.x, edge_index=data.edge_index, structural_losses=ctx.structural_losses,
+            cache_dir=ctx.cache_dir, seed=spec.seed,
         )
-        loss = method.build_loss(spec.method_params, context).to(device)
+        torch.manual_seed(spec.seed)
+        loss = build_objective(method, spec.method_params, context).to(device)
         batch = DistillationBatch(y=data.y, train_mask=data.train_mask, teacher_logits=teacher_logits,
                                   teacher_hidden=teacher_hidden, edge_index=data.edge_index)
         settings = TrainingSettings(
             lr=float(spec.training.get("lr", 0.01)), weight_decay=float(spec.training.get("weight_decay", 5e-4)),
             epochs=int(spec.training.get("epochs", 200)), patience=int(spec.training.get("patience", 50)),
         )
-        outcome = train_model(model, lambda out: loss(out, batch), data, settings, loss.parameters())
+        result.matrices.update(_diagnostics(loss, model, data, batch, "before"))
+        with PeakMemory() as memory:
+            outcome = train_model(model, lambda out: loss(out, batch), data, settings, loss.parameters())
+        result.matrices.update(_diagnostics(loss, model, data, batch, "after"))
         result.val_acc, result.test_acc = outcome.val_acc, outcome.test_acc
         result.train_seconds, result.epochs_run = outcome.seconds, outcome.epochs_run
+        result.train_seconds_per_epoch = outcome.seconds / max(outcome.epochs_run, 1)
+        result.peak_rss_mb = memory.peak_mb
         if save_dir is not None:
             save_student(model.cpu(), spec, dataset, Path(save_dir),
                          metrics={"val_acc": outcome.val_acc, "test_acc": outcome.test_acc})

@@ -194,7 +194,8 @@ class DistillationBatch:
         y: labels ``[N]``; only ``train_mask`` rows may be used as supervision.
         train_mask: boolean ``[N]``.
         teacher_logits: ``[N, C]``.
-        teacher_hidden: per-layer teacher outputs, each ``[N, d_l]``.
+        teacher_hidden: per-layer teacher outputs, each ``[N, d_l]`` (empty unless the method
+            ``requires`` ``"hidden"``).
         edge_index: the graph ``[2, E]`` (structural losses use it).
     """
 
@@ -204,27 +205,60 @@ class DistillationBatch:
     teacher_hidden: list[Tensor]
     edge_index: Tensor
 
+    @property
+    def num_nodes(self) -> int:
+        return int(self.y.size(0))
+
 
 @dataclass
 class DistillationContext:
-    """What a method knows when it builds its loss (sizes for its own projections)."""
+    """What a method knows when it builds its loss.
+
+    Attributes:
+        num_classes: ``C``.
+        student_family: the student's family name (``gcn``, ``mlp``, ...).
+        student_uses_graph: False for graph-free students (MLP).
+        student_hidden_dims: width of every student layer output, ``[..., C]`` (the sizes of
+            :attr:`ModelOutput.hidden`); a method sizes its own projections from these.
+        teacher_hidden_dims: the same for the teacher.
+        x: node features ``[N, F]`` and ``edge_index`` ``[2, E]`` of the training graph, for
+            methods that precompute something per graph (InfGraND's influence scores).
+        structural_losses: every registered :class:`StructuralLoss` by name, for methods that
+            take one as an option (STRIDE).
+        cache_dir: a writable folder for per-graph caches (``None``: do not cache on disk).
+        seed: the trial's seed, for any sampling the loss does.
+    """
 
     num_classes: int
     student_family: str
     student_uses_graph: bool
     student_hidden_dims: list[int]
     teacher_hidden_dims: list[int]
+    x: Optional[Tensor] = None
+    edge_index: Optional[Tensor] = None
+    structural_losses: Mapping[str, "StructuralLoss"] = field(default_factory=dict)
+    cache_dir: Optional[Path] = None
+    seed: int = 0
 
 
 class DistillationLoss(nn.Module):
     """A method's full training objective; it may own trainable parameters.
 
     ``forward(student, batch)`` returns a scalar: cross-entropy on the labelled nodes plus the
-    method's distillation terms, weighted as the method's paper does.
+    method's distillation terms, weighted as the method's paper does. The training loop
+    optimises the loss's parameters together with the student's.
     """
 
     def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def diagnostics(self, student: ModelOutput, batch: DistillationBatch) -> dict[str, Tensor]:
+        """Named 2-D matrices worth looking at (ABKD's attention ``[L_t, L_s]``).
+
+        The trial calls this before and after training and logs each matrix as a heatmap PNG
+        on the trial's MLflow run. Rows are teacher layers, columns student layers.
+        """
+        return {}
 
 
 class DistillationMethod(ABC):
@@ -247,27 +281,63 @@ class DistillationMethod(ABC):
     student_kinds: ClassVar[frozenset[str]] = frozenset({"graph", "graph_free"})
     hyperparameters: ClassVar[Mapping[str, Param]] = {}
 
+    #: whether ``softkd_weight``/``softkd_tau`` may add Hinton's soft-label term to this
+    #: method's objective (the "KD + method" rows of Joshi et al. 2022); False for methods
+    #: that already are a soft-label loss
+    combines_with_softkd: ClassVar[bool] = True
+
     def accepts(self, family: ModelFamily) -> bool:
         """Whether this method can train a student of ``family``."""
         return ("graph" if family.uses_graph else "graph_free") in self.student_kinds
 
     @abstractmethod
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
-        """Return the training objective for one trial with hyperparameters ``params``."""
+        """Return the training objective for one trial with hyperparameters ``params``
+        (this method's own :attr:`hyperparameters` only)."""
+
+    def student_features(self, x: Tensor, edge_index: Tensor, params: Mapping[str, Any]) -> Tensor:
+        """The node features the student reads, for training and inference (default ``x``).
+
+        A method may replace them with features computed offline from the graph (InfGraND's
+        pre-propagated features); the saved student replays this through the method when it
+        predicts. The result must keep ``x``'s shape.
+        """
+        return x
+
+
+class StructuralLossModule(nn.Module):
+    """One built structural loss: ``forward(student, teacher, edge_index) -> scalar``.
+
+    ``student`` is ``[N, d_s]``, ``teacher`` ``[N, d_t]`` (the same nodes, row for row),
+    ``edge_index`` ``[2, E]`` indexes those rows. It may own trainable parameters (G-CRD's
+    projection heads); the training loop optimises them with the student.
+    """
+
+    def forward(self, student: Tensor, teacher: Tensor, edge_index: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
 
 
 class StructuralLoss(ABC):
-    """A loss between student and teacher embeddings that reads the graph structure."""
+    """A loss between student and teacher embeddings that reads the graph structure.
+
+    Registered through ``gkd_structural_losses``; distillation methods use it by name (the
+    ``lsp``/``gsp``/``gcrd`` methods, STRIDE's ``structure`` option) through
+    :attr:`DistillationContext.structural_losses`.
+
+    Attributes:
+        name: the loss's name.
+        paper: the citation of the paper whose equations it implements.
+        hyperparameters: its own search space, by name.
+    """
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
+    description: ClassVar[str] = ""
     hyperparameters: ClassVar[Mapping[str, Param]] = {}
 
     @abstractmethod
-    def __call__(
-        self, student: Tensor, teacher: Tensor, edge_index: Tensor, **params: Any
-    ) -> Tensor:
-        """Return a scalar loss."""
+    def build(self, params: Mapping[str, Any], student_channels: int, teacher_channels: int) -> StructuralLossModule:
+        """Return the loss for embeddings of these widths with hyperparameters ``params``."""
 
 
 # --------------------------------------------------------------------------- results
@@ -314,6 +384,10 @@ class TrialResult:
     test_acc: Optional[float] = None
     train_seconds: Optional[float] = None
     epochs_run: Optional[int] = None
+    train_seconds_per_epoch: Optional[float] = None
+    peak_rss_mb: Optional[float] = None
+    #: the loss's :meth:`DistillationLoss.diagnostics`, ``{"attention_before": [[...]], ...}``
+    matrices: dict[str, list[list[float]]] = field(default_factory=dict)
     error: Optional[str] = None
     traceback: Optional[str] = None
     checkpoint: Optional[str] = None

@@ -40,6 +40,7 @@ class GLNN(DistillationMethod):
     requires = frozenset({"logits"})
     student_kinds = frozenset({"graph_free"})
     hyperparameters = {"lambda": FloatRange(0.0, 1.0)}
+    combines_with_softkd = False  # already a soft-label loss
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
         return GLNNLoss(lam=params["lambda"])

@@ -22,6 +22,7 @@ class NoDistillation(DistillationMethod):
     name = "none"
     description = "no teacher: cross-entropy on the labelled nodes (baseline)"
     requires = frozenset()
+    combines_with_softkd = False  # none + softkd is softkd
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
         return CrossEntropyOnly()

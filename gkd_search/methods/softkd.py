@@ -39,6 +39,7 @@ class SoftKD(DistillationMethod):
     description = "soft-label KD: temperature tau, KL scaled by tau^2, weight alpha"
     requires = frozenset({"logits"})
     hyperparameters = {"tau": FloatRange(1.0, 8.0), "alpha": FloatRange(0.1, 0.95)}
+    combines_with_softkd = False
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
         return SoftKDLoss(tau=params["tau"], alpha=params["alpha"])

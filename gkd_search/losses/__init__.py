@@ -1,0 +1,1 @@
+"""Built-in structural losses (each module is a plugin)."""

@@ -1,9 +1,10 @@
-"""The Pareto plot logged to a search's parent run: validation accuracy against p50 latency."""
+"""Plots logged to MLflow: the Pareto plot of a search (validation accuracy against p50
+latency) and the layer-pair heatmaps of a trial (ABKD and STRIDE attention and dissimilarity)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from .types import TrialResult
 
@@ -37,3 +38,43 @@ def pareto_plot(results: Sequence[TrialResult], front: Sequence[TrialResult], se
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def layer_heatmaps(matrices: Mapping[str, Sequence[Sequence[float]]], directory: Path) -> list[Path]:
+    """One PNG per matrix name, before and after training side by side (ABKD's Figure 4).
+
+    ``matrices`` maps ``"<name>_before"``/``"<name>_after"`` to ``[teacher layers][student
+    layers]`` rows, as :attr:`TrialResult.matrices` holds them. Returns the files written,
+    ``<directory>/<name>.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = sorted({key.rsplit("_", 1)[0] for key in matrices})
+    written = []
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        panels = [(when, matrices[f"{name}_{when}"]) for when in ("before", "after") if f"{name}_{when}" in matrices]
+        rows = len(panels[0][1])
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1.2, min(2.5 + 0.12 * rows, 12)),
+                                 dpi=110, squeeze=False)
+        for ax, (when, values) in zip(axes[0], panels):
+            array = np.asarray(values, dtype=float)
+            image = ax.imshow(array, aspect="auto", cmap="viridis", interpolation="nearest")
+            ax.set_title(f"{name}, {when} training", fontsize=9)
+            ax.set_xlabel("student layer")
+            ax.set_ylabel("teacher layer")
+            ax.set_xticks(range(array.shape[1]), [str(j + 1) for j in range(array.shape[1])])
+            step = max(1, array.shape[0] // 16)
+            ax.set_yticks(range(0, array.shape[0], step), [str(i + 1) for i in range(0, array.shape[0], step)])
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        fig.tight_layout()
+        path = directory / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from . import __version__
 from .errors import UsageError
-from .types import GraphDataset, GraphModel, ModelFamily, TrialSpec
+from .types import DistillationMethod, GraphDataset, GraphModel, ModelFamily, TrialSpec
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
@@ -46,26 +46,39 @@ def save_student(model: GraphModel, spec: TrialSpec, dataset: GraphDataset, dire
 
 @dataclass
 class Student:
-    """A rebuilt student: the model in eval mode and the config it was saved with."""
+    """A rebuilt student: the model in eval mode, the config it was saved with, and the method
+    it was distilled with (which may transform the features it reads, as InfGraND does)."""
 
     model: GraphModel
     config: dict[str, Any]
+    method: Optional[DistillationMethod] = None
 
     @property
     def spec(self) -> TrialSpec:
         return TrialSpec(**self.config["spec"])
 
+    def features(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        """The node features the model reads: ``x``, or the method's transform of it."""
+        if self.method is None:
+            return x
+        from .distill.objective import split_params
+
+        own, _ = split_params(self.method, self.spec.method_params)
+        return self.method.student_features(x, edge_index, own)
+
     @torch.no_grad()
     def predict(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """Logits for every node of the given graph."""
         self.model.eval()
-        return self.model(x, edge_index).logits
+        return self.model(self.features(x, edge_index), edge_index).logits
 
     def evaluate(self, dataset: GraphDataset) -> tuple[float, float]:
         """``(val_acc, test_acc)`` on ``dataset``'s split."""
-        from .distill.loop import evaluate
+        from .distill.loop import accuracy
 
-        return evaluate(self.model, dataset.data)
+        data = dataset.data
+        logits = self.predict(data.x, data.edge_index)
+        return accuracy(logits, data.y, data.val_mask), accuracy(logits, data.y, data.test_mask)
 
 
 def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
@@ -115,4 +128,8 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
     model = build_student(spec, family, int(config["in_channels"]), int(config["num_classes"]))
     model.load_state_dict(torch.load(path / WEIGHTS_FILE, weights_only=True))
     model.eval()
-    return Student(model, config)
+    method = registry.methods.get(spec.method)
+    if method is None:
+        raise UsageError(f"the student was distilled with method {spec.method!r}, which no installed plugin "
+                         f"provides; install the plugin that provides it")
+    return Student(model, config, method)

@@ -109,6 +109,8 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs) -> dict[str, flo
             acc_retention=result.test_acc / teacher.test_acc if teacher.test_acc else None,
             train_seconds=result.train_seconds,
             epochs_run=result.epochs_run,
+            train_seconds_per_epoch=result.train_seconds_per_epoch,
+            peak_rss_mb=result.peak_rss_mb,
         )
     return {k: float(v) for k, v in metrics.items() if v is not None}
 
@@ -175,11 +177,25 @@ class SearchTracker:
                 metrics=[Metric(k, v, now, 0) for k, v in trial_metrics(result, teacher).items()],
                 params=[Param(k, v) for k, v in trial_params(result).items()],
             )
+            if result.matrices:
+                self._log_heatmaps(run_id, result)
         finally:
             self.client.set_terminated(run_id, "FAILED" if result.status == "failed" else "FINISHED")
         self.trial_runs[result.trial_id] = run_id
         result.run_id = run_id
         return run_id
+
+    def _log_heatmaps(self, run_id: str, result: TrialResult) -> None:
+        """The loss's layer-pair matrices as PNGs under ``heatmaps/`` and as one JSON file."""
+        import json
+        import tempfile
+
+        from .plotting import layer_heatmaps
+
+        with tempfile.TemporaryDirectory(prefix="gkd-heatmaps-") as folder:
+            layer_heatmaps(result.matrices, Path(folder))
+            (Path(folder) / "matrices.json").write_text(json.dumps(result.matrices))
+            self.client.log_artifacts(run_id, folder, "heatmaps")
 
     def finish(self, summary: SearchSummary, artifacts: Mapping[str, Path], n_feasible: int,
                extra_metrics: Mapping[str, float]) -> None:

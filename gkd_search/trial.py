@@ -90,6 +90,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         device = torch.device(ctx.device)
         data = dataset.data.to(device)
         own_params, _ = split_params(method, spec.method_params)
+        raw_x = data.x
         features = method.student_features(data.x, data.edge_index, own_params)
         if features is not data.x:
             data = data.clone()
@@ -103,7 +104,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         context = DistillationContext(
             num_classes=dataset.num_classes, student_family=spec.family, student_uses_graph=family.uses_graph,
             student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in ctx.teacher.hidden],
-            x=data.x, edge_index=data.edge_index, structural_losses=ctx.structural_losses,
+            x=raw_x, edge_index=data.edge_index, structural_losses=ctx.structural_losses,
             cache_dir=ctx.cache_dir, seed=spec.seed,
         )
         torch.manual_seed(spec.seed)

@@ -221,7 +221,8 @@ class DistillationContext:
         student_hidden_dims: width of every student layer output, ``[..., C]`` (the sizes of
             :attr:`ModelOutput.hidden`); a method sizes its own projections from these.
         teacher_hidden_dims: the same for the teacher.
-        x: node features ``[N, F]`` and ``edge_index`` ``[2, E]`` of the training graph, for
+        x: the graph's raw node features ``[N, F]`` (before any
+            :meth:`DistillationMethod.student_features`) and ``edge_index`` ``[2, E]``, for
             methods that precompute something per graph (InfGraND's influence scores).
         structural_losses: every registered :class:`StructuralLoss` by name, for methods that
             take one as an option (STRIDE).

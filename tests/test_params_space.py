@@ -162,7 +162,8 @@ def test_space_not_found_lists_known_names(gkd_registry):
         ("families:\n  transformer: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\n",
          "families.transformer", "unknown family (known: gat, gcn, mlp, sage)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {magic: {}}\n",
-         "methods.magic", "unknown method (known: glnn, none, softkd)"),
+         "methods.magic", "unknown method (known: abkd, at, fitnets, gcrd, glnn, graphakd, gsp, "
+         "infgrand, lsp, none, softkd, stride)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  softkd: {temperature: 2.0}\n",
          "methods.softkd.temperature", "unknown hyperparameter (known: tau, alpha)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  none: {tau: 2.0}\n",
@@ -248,10 +249,10 @@ def test_only_families_filters(tmp_path, gkd_registry):
 
 
 def test_only_methods_unknown_name(tmp_path, gkd_registry):
-    with pytest.raises(UnknownComponentError, match="unknown method 'magic'.*glnn, none, softkd") as info:
+    with pytest.raises(UnknownComponentError, match="unknown method 'magic'.*glnn, graphakd, gsp, infgrand, lsp, none, softkd, stride") as info:
         load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_methods=["none", "magic"])
     assert info.value.kind == "method" and info.value.name == "magic"
-    assert sorted(info.value.known) == ["glnn", "none", "softkd"]
+    assert sorted(info.value.known) == ["abkd", "at", "fitnets", "gcrd", "glnn", "graphakd", "gsp", "infgrand", "lsp", "none", "softkd", "stride"]
 
 
 def test_only_families_unknown_name(tmp_path, gkd_registry):

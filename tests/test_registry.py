@@ -22,10 +22,10 @@ from gkd_search.registry import (
 from gkd_search.types import DistillationMethod
 
 BUILTIN_NAMES = {
-    "method": ["glnn", "none", "softkd"],
+    "method": ["abkd", "at", "fitnets", "gcrd", "glnn", "graphakd", "gsp", "infgrand", "lsp", "none", "softkd", "stride"],
     "family": ["gat", "gcn", "mlp", "sage"],
     "dataset": ["cora", "photo", "pubmed", "synthetic"],
-    "loss": [],
+    "loss": ["gcrd", "gsp", "lsp"],
 }
 
 
@@ -52,7 +52,7 @@ def test_builtins_registered():
 
 def test_unknown_component_lists_known():
     registry = build_registry(get_plugin_manager(autoload=False))
-    with pytest.raises(UnknownComponentError, match="unknown method 'magic'; known methods: glnn, none, softkd"):
+    with pytest.raises(UnknownComponentError, match="unknown method 'magic'; known methods: abkd, at, fitnets, .*, none, softkd, stride$"):
         registry.get("method", "magic")
     with pytest.raises(UnknownComponentError, match="unknown family 'gin'; known families: gat, gcn, mlp, sage"):
         registry.get("family", "gin")
@@ -107,7 +107,7 @@ def test_component_without_name_is_rejected():
 def test_block_builtin_by_argument():
     registry = build_registry(get_plugin_manager(autoload=False,
                                                  blocked=["gkd_search.methods.glnn", "gkd_search.families.gat"]))
-    assert registry.names("method") == ["none", "softkd"]
+    assert "glnn" not in registry.names("method") and "softkd" in registry.names("method")
     assert registry.names("family") == ["gcn", "mlp", "sage"]
     with pytest.raises(UnknownComponentError):
         registry.get("method", "glnn")
@@ -117,7 +117,7 @@ def test_block_builtin_by_env(monkeypatch):
     monkeypatch.setenv(BLOCK_ENV, " gkd_search.datasets.amazon , gkd_search.methods.none")
     registry = build_registry(get_plugin_manager(autoload=False))
     assert registry.names("dataset") == ["cora", "pubmed", "synthetic"]
-    assert registry.names("method") == ["glnn", "softkd"]
+    assert registry.names("method") == [m for m in BUILTIN_NAMES["method"] if m != "none"]
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -222,7 +222,7 @@ def test_broken_plugin_skipped_with_warning(broken_plugin):
     assert any("ModuleNotFoundError" in str(w.message) and "skipped" in str(w.message) for w in record)
     assert pm.get_plugin("broken") is None
     registry = build_registry(pm)  # the others still work
-    assert registry.names("method") == ["glnn", "none", "softkd"]
+    assert registry.names("method") == BUILTIN_NAMES["method"]
 
 
 def test_broken_plugin_strict_raises(broken_plugin):

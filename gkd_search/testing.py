@@ -1,0 +1,258 @@
+"""The contract every distillation method must meet, as functions a test suite calls.
+
+Our own test suite runs these checks on every registered method
+(``tests/test_method_contract.py``); a plugin author runs them on theirs::
+
+    from gkd_search.testing import ContractGraph, check_method
+
+    def test_my_method_meets_the_contract():
+        check_method(MyMethod(), ContractGraph.build())
+
+The checks use a real PyG model zoo on a small seeded synthetic graph and a real (briefly
+trained) teacher that is deeper than every student, so a method that pairs layers by depth or
+projects between widths is exercised on mismatched shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .distill.objective import build_objective, method_hyperparameters
+from .params import Choice, Fixed, FloatRange, IntRange, Param
+from .types import (
+    DistillationBatch,
+    DistillationContext,
+    DistillationMethod,
+    GraphDataset,
+    ModelFamily,
+    StructuralLoss,
+    TeacherOutputs,
+    TrialSpec,
+    count_parameters,
+)
+
+#: Student shapes every method is built for: ``(family, num_layers, hidden_channels, family params)``.
+GRAPH_STUDENTS: tuple[tuple[str, int, int, dict[str, Any]], ...] = (
+    ("gcn", 1, 0, {}),
+    ("gcn", 2, 8, {}),
+    ("gcn", 3, 32, {}),
+    ("sage", 2, 16, {}),
+    ("gat", 2, 16, {"heads": 2}),
+)
+GRAPH_FREE_STUDENTS: tuple[tuple[str, int, int, dict[str, Any]], ...] = (
+    ("mlp", 1, 0, {}),
+    ("mlp", 2, 32, {}),
+    ("mlp", 3, 8, {}),
+)
+TEACHER_LAYERS = 5
+TEACHER_HIDDEN = 24
+
+
+@dataclass
+class ContractGraph:
+    """A seeded synthetic graph and a trained ``TEACHER_LAYERS``-layer GCN teacher's outputs."""
+
+    dataset: GraphDataset
+    teacher: TeacherOutputs
+    families: dict[str, ModelFamily]
+    structural_losses: dict[str, StructuralLoss] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, registry=None, *, nodes: int = 200, seed: int = 0) -> "ContractGraph":
+        """Build the graph and train the teacher (about a second on one core)."""
+        from .registry import build_registry, get_plugin_manager
+
+        registry = registry or build_registry(get_plugin_manager(autoload=False))
+        spec = registry.get("dataset", "synthetic")
+        cache = Path(__import__("tempfile").mkdtemp(prefix="gkd-contract-"))
+        dataset = spec.load(None, cache, seed=seed, nodes=nodes, edges=nodes * 5, features=12, classes=3)
+        family = registry.get("family", "gcn")
+        torch.manual_seed(seed)
+        model = family.build(dataset.num_features, dataset.num_classes, TEACHER_LAYERS, TEACHER_HIDDEN)
+        data = dataset.data
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+        for _ in range(30):
+            model.train()
+            optimizer.zero_grad()
+            out = model(data.x, data.edge_index)
+            F.cross_entropy(out.logits[data.train_mask], data.y[data.train_mask]).backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(data.x, data.edge_index)
+        teacher = TeacherOutputs(logits=out.logits, hidden=list(out.hidden),
+                                 spec=f"gcn:{TEACHER_LAYERS}:{TEACHER_HIDDEN}",
+                                 num_params=count_parameters(model), val_acc=float("nan"), test_acc=float("nan"))
+        return cls(dataset, teacher, dict(registry.families), dict(registry.losses))
+
+    def students_for(self, method: DistillationMethod) -> list[tuple[str, int, int, dict[str, Any]]]:
+        """The student shapes of :data:`GRAPH_STUDENTS` / :data:`GRAPH_FREE_STUDENTS` the method accepts."""
+        cases = [*GRAPH_STUDENTS, *GRAPH_FREE_STUDENTS]
+        return [c for c in cases if c[0] in self.families and method.accepts(self.families[c[0]])]
+
+
+# ---------------------------------------------------------------------------------- parameters
+
+
+class _Pick:
+    """A :class:`~gkd_search.params.Suggester` that answers every question with the low end,
+    the high end or the default of its range."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return low if self.where == "low" else high
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        return low if self.where == "low" else high
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return choices[0] if self.where == "low" else choices[-1]
+
+
+def parameter_draws(space: Mapping[str, Param]) -> dict[str, dict[str, Any]]:
+    """Three points of a hyperparameter space: every default, every low end, every high end."""
+    draws: dict[str, dict[str, Any]] = {"default": {k: p.default for k, p in space.items()}}
+    for where in ("low", "high"):
+        draws[where] = {k: p.suggest(_Pick(where), k) for k, p in space.items()}
+    return draws
+
+
+def check_hyperparameters(method: DistillationMethod) -> None:
+    """The declared space is made of valid :mod:`gkd_search.params` objects."""
+    for name, param in method.hyperparameters.items():
+        assert isinstance(param, (FloatRange, IntRange, Choice, Fixed)), (
+            f"{method.name}: hyperparameter {name!r} is a {type(param).__name__}, not a gkd_search.params type")
+        param.validate(f"{method.name}.{name}")
+
+
+# ------------------------------------------------------------------------------------- the loss
+
+
+def _context(graph: ContractGraph, family: ModelFamily, name: str, student_dims: list[int], seed: int):
+    data = graph.dataset.data
+    return DistillationContext(
+        num_classes=graph.dataset.num_classes, student_family=name, student_uses_graph=family.uses_graph,
+        student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in graph.teacher.hidden],
+        x=data.x, edge_index=data.edge_index, structural_losses=graph.structural_losses, cache_dir=None, seed=seed,
+    )
+
+
+def check_loss(
+    method: DistillationMethod,
+    graph: ContractGraph,
+    student: tuple[str, int, int, Mapping[str, Any]],
+    params: Mapping[str, Any],
+    *,
+    require_all_loss_gradients: bool = True,
+    seed: int = 0,
+) -> float:
+    """Build the method's objective for one student, run one forward and backward pass.
+
+    Checks: the loss is a finite scalar; every student parameter receives a finite gradient;
+    the method's own parameters receive finite gradients (every one of them when
+    ``require_all_loss_gradients``, else at least one); nothing needed is missing from the
+    teacher outputs the method declared in ``requires``. Returns the loss value.
+    """
+    family_name, num_layers, hidden, family_params = student
+    family = graph.families[family_name]
+    data = graph.dataset.data
+    torch.manual_seed(seed)
+    model = family.build(graph.dataset.num_features, graph.dataset.num_classes, num_layers, hidden,
+                         dropout=0.1, **family_params)
+    own = {k: v for k, v in params.items() if k in method.hyperparameters}
+    x = method.student_features(data.x, data.edge_index, own)
+    assert x.shape == data.x.shape, f"{method.name}: student_features changed the shape to {tuple(x.shape)}"
+    with torch.no_grad():
+        model.eval()
+        dims = [int(h.size(-1)) for h in model(x, data.edge_index).hidden]
+    loss = build_objective(method, params, _context(graph, family, family_name, dims, seed))
+    batch = DistillationBatch(
+        y=data.y, train_mask=data.train_mask, teacher_logits=graph.teacher.logits,
+        teacher_hidden=list(graph.teacher.hidden) if "hidden" in method.requires else [],
+        edge_index=data.edge_index,
+    )
+    model.train()
+    value = loss(model(x, data.edge_index), batch)
+    where = f"{method.name} with {family_name}-{num_layers}x{hidden} and {dict(params)}"
+    assert value.dim() == 0, f"{where}: the loss is not a scalar (shape {tuple(value.shape)})"
+    assert torch.isfinite(value), f"{where}: the loss is {float(value)}"
+    value.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{where}: no gradient reaches the student's {name}"
+        assert torch.isfinite(p.grad).all(), f"{where}: non-finite gradient on the student's {name}"
+    own_params = [(n, p) for n, p in loss.named_parameters() if p.requires_grad]
+    reached = [n for n, p in own_params if p.grad is not None]
+    for n, p in own_params:
+        if p.grad is not None:
+            assert torch.isfinite(p.grad).all(), f"{where}: non-finite gradient on the method's {n}"
+    if own_params:
+        missing = [n for n, _ in own_params if n not in reached]
+        if require_all_loss_gradients:
+            assert not missing, f"{where}: no gradient reaches the method's own {', '.join(missing)}"
+        else:
+            assert reached, f"{where}: no gradient reaches any of the method's own parameters"
+    with torch.no_grad():
+        model.eval()
+        diagnostics = loss.diagnostics(model(x, data.edge_index), batch)
+    for name, matrix in diagnostics.items():
+        assert matrix.dim() == 2, f"{where}: diagnostics {name!r} is not a matrix"
+        assert torch.isfinite(matrix).all(), f"{where}: diagnostics {name!r} has non-finite entries"
+    return float(value.detach())
+
+
+def check_method(
+    method: DistillationMethod,
+    graph: ContractGraph,
+    students: Optional[Iterable[tuple[str, int, int, Mapping[str, Any]]]] = None,
+) -> None:
+    """Every check of the contract except the MLflow one: a valid space, and :func:`check_loss`
+    for every accepted student shape at the default, low and high ends of the space (all the
+    method's parameters must get gradients at the defaults)."""
+    check_hyperparameters(method)
+    assert method.requires <= {"logits", "hidden"}, f"{method.name}: unknown teacher outputs {method.requires}"
+    cases = list(students) if students is not None else graph.students_for(method)
+    assert cases, f"{method.name}: accepts none of the contract's student families"
+    for label, params in parameter_draws(method_hyperparameters(method)).items():
+        for student in cases:
+            check_loss(method, graph, student, params, require_all_loss_gradients=label == "default")
+
+
+def check_logged_params(method: DistillationMethod, graph: ContractGraph, tracking_uri: str,
+                        student: Optional[Sequence[Any]] = None) -> dict[str, str]:
+    """Run a real 3-epoch trial with the method's default parameters, log it to MLflow at
+    ``tracking_uri`` and check that every hyperparameter comes back in the run's params under
+    its own name. Returns the run's params."""
+    from mlflow.tracking import MlflowClient
+
+    from .latency import LatencyProtocol
+    from .tracking import SearchTracker, _fmt
+    from .trial import TrialContext, run_trial
+
+    family_name, num_layers, hidden, family_params = student or graph.students_for(method)[1]
+    params = parameter_draws(method_hyperparameters(method))["default"]
+    spec = TrialSpec(family=family_name, num_layers=num_layers, hidden_channels=hidden,
+                     family_params=dict(family_params), method=method.name, method_params=params,
+                     training={"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.1, "epochs": 3, "patience": 3})
+    ctx = TrialContext(dataset=graph.dataset, teacher=graph.teacher, families=graph.families,
+                       methods={method.name: method}, latency={}, budget_ms=math.inf,
+                       protocol=LatencyProtocol(), structural_losses=graph.structural_losses)
+    result = run_trial(spec, ctx, f"contract-{method.name}")
+    assert result.status == "ok", f"{method.name}: the trial failed: {result.error}\n{result.traceback}"
+    tracker = SearchTracker(tracking_uri, experiment="gkd-contract")
+    tracker.start(f"contract-{method.name}", {}, graph.teacher)
+    run_id = tracker.log_trial(result, graph.teacher, f"contract-{method.name}")
+    tracker.abort("FINISHED")
+    logged = MlflowClient(tracking_uri).get_run(run_id).data.params
+    for key, value in params.items():
+        assert key in logged, f"{method.name}: hyperparameter {key!r} is missing from the MLflow params"
+        assert logged[key] == _fmt(value), f"{method.name}: {key} logged as {logged[key]!r}, expected {_fmt(value)!r}"
+    assert logged["method"] == method.name
+    return logged

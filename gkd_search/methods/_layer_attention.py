@@ -288,7 +288,3 @@ class LayerAttention(nn.Module):
                 f"layers, got {lt} and {ls}"
             )
 
-
-def attention_weighted(a: Tensor, d: Tensor) -> Tensor:
-    """``1^T (A o D) 1 / Ls``: ABKD's loss for a full ``D``."""
-    return (a * d).sum() / d.size(1)

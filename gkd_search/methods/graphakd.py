@@ -101,7 +101,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hookspecs import hookimpl
-from ..params import Choice, Fixed, FloatRange, Param
+from ..params import Choice, Fixed, FloatRange, IntRange, Param
 from ..types import (
     DistillationBatch,
     DistillationContext,
@@ -165,13 +165,15 @@ class RepresentationIdentifier(nn.Module):
         """Pre-sigmoid ``^h_v^T diag(phi_glob) s`` for every row ``v`` of ``h``, ``[N]``."""
         return (F.normalize(h, p=2.0, dim=-1) * _frozen(self.global_diag, frozen)) @ summary
 
-    def local_loss(self, real: Tensor, fake: Tensor, edge_index: Tensor) -> Tensor:
+    def local_loss(self, real: Tensor, fake: Tensor, edge_index: Tensor, frozen: bool = False) -> Tensor:
         """``L_loc`` over the given edges: ``real``'s edges are real, ``fake``'s fake."""
-        return _bce(self.local_scores(real, edge_index), True) + _bce(self.local_scores(fake, edge_index), False)
+        return (_bce(self.local_scores(real, edge_index, frozen), True)
+                + _bce(self.local_scores(fake, edge_index, frozen), False))
 
-    def summary_loss(self, real: Tensor, fake: Tensor, summary: Tensor) -> Tensor:
+    def summary_loss(self, real: Tensor, fake: Tensor, summary: Tensor, frozen: bool = False) -> Tensor:
         """One half of ``L_glob``: ``(real_v, s)`` real, ``(fake_v, s)`` fake."""
-        return _bce(self.global_scores(real, summary), True) + _bce(self.global_scores(fake, summary), False)
+        return (_bce(self.global_scores(real, summary, frozen), True)
+                + _bce(self.global_scores(fake, summary, frozen), False))
 
 
 class LogitIdentifier(nn.Module):
@@ -196,100 +198,120 @@ class LogitIdentifier(nn.Module):
 
 
 class GraphAKDLoss(DistillationLoss):
-    """The student's objective ``J_S`` (module docstring); the graph also trains ``D_e``, ``D_l``."""
+    """The student's objective ``J_S`` (module docstring); the graph also trains ``D_e``, ``D_l``.
+
+    ``d_critic``: the discriminators learn at every ``d_critic``-th call only (the first, then
+    every ``d_critic`` calls); at the other calls they score with detached weights, so their
+    gradients stay ``None`` and Adam leaves them (and their moments) untouched.
+    """
 
     def __init__(self, alpha_e: float, alpha_l: float, student_channels: int, teacher_channels: int,
                  num_classes: int, disc_hidden: int = 0, views: str = "local+global",
-                 generator: str = "nonsaturating", edge_sample: int = 0, node_sample: int = 0) -> None:
+                 generator: str = "nonsaturating", d_critic: int = 1, edge_sample: int = 0,
+                 node_sample: int = 0) -> None:
         super().__init__()
         if views not in VIEWS:
             raise ValueError(f"unknown views {views!r} (known: {', '.join(VIEWS)})")
         if generator not in GENERATORS:
             raise ValueError(f"unknown generator {generator!r} (known: {', '.join(GENERATORS)})")
+        if int(d_critic) < 1:
+            raise ValueError(f"d_critic must be at least 1, got {d_critic}")
         self.alpha_e, self.alpha_l, self.views, self.generator = float(alpha_e), float(alpha_l), views, generator
+        self.d_critic, self.calls = int(d_critic), 0
         self.edge_sample, self.node_sample = int(edge_sample), int(node_sample)
         self.projection: nn.Module = (nn.Identity() if student_channels == teacher_channels
                                       else nn.Linear(student_channels, teacher_channels))
         self.rep_identifier = RepresentationIdentifier(teacher_channels)
         self.logit_identifier = LogitIdentifier(num_classes, int(disc_hidden))
         #: the last call's terms (floats): ``ce``; the discriminators' ``local``, ``global``,
-        #: ``adv``, ``cls``; with the non-saturating generator also its ``g_local``,
-        #: ``g_global`` (teacher-summary half) and ``g_adv``
+        #: ``adv``, ``cls`` (non-saturating: only at the calls where they learn); with the
+        #: non-saturating generator also its ``g_local``, ``g_global`` (teacher-summary half) and
+        #: ``g_adv``
         self.last_terms: dict[str, float] = {}
 
     def _record(self, **terms: Tensor) -> None:
         self.last_terms.update({k.rstrip("_"): float(v.detach()) for k, v in terms.items()})
 
-    def representation_terms(self, student: ModelOutput, batch: DistillationBatch) -> tuple[Tensor, Tensor]:
-        """``(everything, the discriminator-only part)`` of ``L_e`` and the generator's terms.
+    def representation_terms(self, student: ModelOutput, batch: DistillationBatch,
+                             train_d: bool) -> tuple[Tensor, Tensor]:
+        """``(terms, discriminator-only part)`` of the representation identifier's game.
 
-        ``everything`` is what goes into the backward pass; its second entry is the part whose
-        value the student's objective does not contain (subtracted, detached, by ``forward``).
+        ``terms`` goes into the backward pass; the second entry is the part of its value that
+        the student's objective does not hold (``forward`` subtracts it, detached).
         """
         teacher = representation(batch.teacher_hidden).detach()
         fake = self.projection(representation(student.hidden))
-        zero = fake.new_zeros(())
-        local = global_ = g_local = g_global = zero
-        d_only = zero
-        minimax = self.generator == "minimax"
+        frozen, minimax = not train_d, self.generator == "minimax"
+        terms = d_only = fake.new_zeros(())
         if "local" in self.views and batch.edge_index.numel() > 0:
             edges = batch.edge_index
             picked = sample_nodes(edges.size(1), self.edge_sample, device=edges.device)
             edges = edges if picked is None else edges[:, picked]
-            if minimax:
-                local = self.rep_identifier.local_loss(teacher, reverse_gradient(fake), edges)
-                d_only = d_only + 2.0 * local  # J_S holds -L_loc; the sum holds +L_loc
+            if minimax:  # J_S holds -L_loc, the backward pass +L_loc
+                local = self.rep_identifier.local_loss(teacher, reverse_gradient(fake), edges, frozen)
+                terms, d_only = terms + local, d_only + 2.0 * local
+                self._record(local=local)
             else:
-                local = self.rep_identifier.local_loss(teacher, fake.detach(), edges)
                 g_local = _bce(self.rep_identifier.local_scores(fake, edges, frozen=True), True)
-                d_only = d_only + local
+                terms = terms + g_local
+                self._record(g_local=g_local)
+                if train_d:
+                    local = self.rep_identifier.local_loss(teacher, fake.detach(), edges)
+                    terms, d_only = terms + local, d_only + local
+                    self._record(local=local)
         if "global" in self.views:
             nodes = sample_nodes(fake.size(0), self.node_sample, device=fake.device)
             s_t, s_s = torch.sigmoid(teacher.mean(dim=0)), torch.sigmoid(fake.mean(dim=0))
             t_rows = teacher if nodes is None else teacher.index_select(0, nodes)
             s_rows = fake if nodes is None else fake.index_select(0, nodes)
             # the student-summary half: both players minimise it (the authors' code)
-            student_half = self.rep_identifier.summary_loss(s_rows, t_rows, s_s)
+            student_half = self.rep_identifier.summary_loss(s_rows, t_rows, s_s, frozen)
+            terms = terms + student_half
             if minimax:
-                teacher_half = self.rep_identifier.summary_loss(t_rows, reverse_gradient(s_rows), s_t)
-                d_only = d_only + 2.0 * teacher_half
+                teacher_half = self.rep_identifier.summary_loss(t_rows, reverse_gradient(s_rows), s_t, frozen)
+                terms, d_only = terms + teacher_half, d_only + 2.0 * teacher_half
+                self._record(global_=teacher_half + student_half)
             else:
-                teacher_half = self.rep_identifier.summary_loss(t_rows, s_rows.detach(), s_t)
                 g_global = _bce(self.rep_identifier.global_scores(s_rows, s_t, frozen=True), True)
-                d_only = d_only + teacher_half
-            global_ = teacher_half + student_half
-        self._record(local=local, global_=global_)
-        if not minimax:
-            self._record(g_local=g_local, g_global=g_global)
-        return local + global_ + g_local + g_global, d_only
+                terms = terms + g_global
+                self._record(g_global=g_global)
+                if train_d:
+                    teacher_half = self.rep_identifier.summary_loss(t_rows, s_rows.detach(), s_t)
+                    terms, d_only = terms + teacher_half, d_only + teacher_half
+                    self._record(global_=teacher_half + student_half)
+        return terms, d_only
 
-    def logit_terms(self, student: ModelOutput, batch: DistillationBatch) -> tuple[Tensor, Tensor]:
-        """The same pair for ``L_adv + L_cls``; ``L_cls`` is minimised by both players."""
-        num_classes = student.logits.size(-1)
-        z_s = student.logits
-        teacher_out = self.logit_identifier(batch.teacher_logits.detach())
-        student_out = self.logit_identifier(z_s)
+    def logit_terms(self, student: ModelOutput, batch: DistillationBatch, train_d: bool) -> tuple[Tensor, Tensor]:
+        """The same pair for the logit identifier; ``L_cls`` is minimised by both players."""
+        num_classes, z_s, frozen = student.logits.size(-1), student.logits, not train_d
+        teacher_out = self.logit_identifier(batch.teacher_logits.detach(), frozen)
+        student_out = self.logit_identifier(z_s, frozen)
         cls = (supervised_cross_entropy(teacher_out[:, :num_classes], batch.y, batch.train_mask)
                + supervised_cross_entropy(student_out[:, :num_classes], batch.y, batch.train_mask))
         real = _bce(teacher_out[:, num_classes], True)
         if self.generator == "minimax":
-            adv = real + _bce(self.logit_identifier(reverse_gradient(z_s))[:, num_classes], False)
+            adv = real + _bce(self.logit_identifier(reverse_gradient(z_s), frozen)[:, num_classes], False)
             self._record(adv=adv, cls=cls)
             return adv + cls, 2.0 * adv
-        adv = real + _bce(self.logit_identifier(z_s.detach())[:, num_classes], False)
         g_adv = _bce(self.logit_identifier(z_s, frozen=True)[:, num_classes], True)
-        self._record(adv=adv, cls=cls, g_adv=g_adv)
+        self._record(cls=cls, g_adv=g_adv)
+        if not train_d:
+            return cls + g_adv, cls.new_zeros(())
+        adv = real + _bce(self.logit_identifier(z_s.detach())[:, num_classes], False)
+        self._record(adv=adv)
         return adv + cls + g_adv, adv
 
     def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
+        train_d = self.calls % self.d_critic == 0
+        self.calls += 1
         ce = supervised_cross_entropy(student.logits, batch.y, batch.train_mask)
         self.last_terms = {"ce": float(ce.detach())}
         total, d_only = ce, ce.new_zeros(())
         if self.alpha_e > 0:
-            terms, extra = self.representation_terms(student, batch)
+            terms, extra = self.representation_terms(student, batch, train_d)
             total, d_only = total + self.alpha_e * terms, d_only + self.alpha_e * extra
         if self.alpha_l > 0:
-            terms, extra = self.logit_terms(student, batch)
+            terms, extra = self.logit_terms(student, batch, train_d)
             total, d_only = total + self.alpha_l * terms, d_only + self.alpha_l * extra
         # same gradients; the value is the student's objective J_S
         return total - d_only.detach()
@@ -308,6 +330,7 @@ class GraphAKD(DistillationMethod):
         "disc_hidden": Choice((0, 64)),
         "views": Choice(VIEWS),
         "generator": Choice(GENERATORS),
+        "d_critic": IntRange(1, 20),
         "edge_sample": Fixed(4096),
         "node_sample": Fixed(2048),
     }
@@ -321,6 +344,7 @@ class GraphAKD(DistillationMethod):
                                  else context.teacher_hidden_dims[-1]),
             num_classes=context.num_classes, disc_hidden=int(params.get("disc_hidden", 0)),
             views=str(params.get("views", "local+global")), generator=str(params.get("generator", "nonsaturating")),
+            d_critic=int(params.get("d_critic", 1)),
             edge_sample=int(params.get("edge_sample", 0)), node_sample=int(params.get("node_sample", 0)),
         )
 

@@ -27,7 +27,7 @@ the subspace matrix ``P``. Variants (the paper's ablations): ``e-stride`` uses `
 Hyperparameters:
 
 * ``beta`` -- ``FloatRange(0.01, 10, log)``, default 0.32. The structural losses are on a much
-  larger scale than ``D_emb`` (G-CRD's InfoNCE starts near ``log n``, about 5.7 on the sampled
+  larger scale than ``D_emb`` (G-CRD's InfoNCE starts near ``log n``, about 5 on the sampled
   subgraphs; ``D_emb`` about 0.01), so ABKD's ``beta = 10`` lets G-CRD swamp the cross-entropy
   (Cora, GCN 2x16 student: test accuracy 0.29 at ``beta = 10``, 0.80 at 0.32, 0.81 without
   distillation). The range sits where the structural term is comparable to the cross-entropy.
@@ -35,7 +35,7 @@ Hyperparameters:
 * ``structure`` -- ``Choice("gcrd", "lsp", "gsp")``.
 * ``variant`` -- ``Fixed("stride")``; a space file may list ``e-stride``/``s-stride``.
 * ``node_sample`` (256), ``layer_sample`` (16) -- as in abkd, for ``D_emb``.
-* ``structure_nodes`` (64), ``structure_pairs`` (4) -- the cost deviations below.
+* ``structure_nodes`` (32), ``structure_pairs`` (4) -- the cost deviations below.
 
 Deviations for cost (each term stays an unbiased estimate of the paper's):
 
@@ -53,7 +53,7 @@ Deviations for cost (each term stays an unbiased estimate of the paper's):
 * The structural loss sees a sampled subgraph: ``structure_nodes`` centre nodes drawn
   uniformly, every edge into a centre (a centre's full neighbourhood in PyG's
   ``source -> target`` convention, which LSP uses), and the rows of the centres and their
-  neighbours, relabelled (about 270 rows on Cora). ``0`` uses the whole graph.
+  neighbours, relabelled (about 140 rows on Cora). ``0`` uses the whole graph.
 
 :meth:`STRIDELoss.diagnostics` adds ``structural_dissimilarity`` (every pair, on a fixed
 subgraph, without touching torch's global RNG) to ABKD's ``attention`` and ``dissimilarity``.
@@ -132,7 +132,7 @@ class STRIDELoss(DistillationLoss):
 
     def __init__(self, context: DistillationContext, beta: float, d_a: int, *, structure: str = "gcrd",
                  variant: str = "stride", node_sample: int = 256, layer_sample: int = 16,
-                 structure_nodes: int = 64, structure_pairs: int = 4) -> None:
+                 structure_nodes: int = 32, structure_pairs: int = 4) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -225,7 +225,7 @@ class STRIDE(DistillationMethod):
         "variant": Fixed("stride"),
         "node_sample": Fixed(256),
         "layer_sample": Fixed(16),
-        "structure_nodes": Fixed(64),
+        "structure_nodes": Fixed(32),
         "structure_pairs": Fixed(4),
     }
 

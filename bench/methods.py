@@ -4,7 +4,7 @@
 Part 1, accuracy. On each dataset: the dataset's default teacher (``gcn:2:256``, dropout 0.8,
 weight decay 1e-3, seed 0, trained once and cached), one small GNN student (``gcn-2x16``) and
 one MLP student (``mlp-2x128``). Every method (and the ABKD ablations, the STRIDE variants and
-"KD + method" combinations) trains each student for 200 epochs with the same settings (Adam,
+"KD + method" combinations) trains each student for the same epochs (200 on Cora, 100 on PubMed) with the same settings (Adam,
 lr 0.01, weight decay 5e-4, dropout 0.5, no early stopping: the best-validation epoch is kept)
 from the same initial weights (seed s initialises the student identically for every method),
 for 5 seeds. Reported: mean and standard deviation of test accuracy, the difference with
@@ -47,7 +47,10 @@ DOC = ROOT / "docs" / "methods.md"
 START, END = "<!-- bench:methods:start -->", "<!-- bench:methods:end -->"
 
 STUDENTS = {"gnn": ("gcn", 2, 16), "mlp": ("mlp", 2, 128)}
-TRAINING = {"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": 200, "patience": 200}
+TRAINING = {"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5}
+#: epochs per dataset (no early stopping: the best-validation epoch is kept); PubMed's 100 keep
+#: the whole benchmark near an hour on 2 cores (a PubMed epoch costs about 4 Cora epochs)
+EPOCHS = {"cora": 200, "pubmed": 100}
 
 
 @dataclass
@@ -86,6 +89,10 @@ ROWS: list[Row] = [
                                  "delta2": 0.2, "hops": 2}),
 ]
 
+#: Rows run on Cora only (ablations and variants; PubMed runs the methods themselves).
+ABLATION_ROWS = {"abkd, last layer only", "abkd, shared projection", "abkd, cosine distance, beta 1",
+                 "softkd + abkd", "e-stride", "s-stride"}
+
 #: Rows of the step-cost table (64-layer teacher, 4-layer student).
 COST_ROWS = [r for r in ROWS if "+" not in r.label and r.method not in ("glnn", "infgrand")] + [
     Row("abkd, exact (no layer sampling)", "abkd", {"layer_sample": 0}),
@@ -123,9 +130,30 @@ def _load(dataset_name: str, data_root: Path, cache: Path):
     return registry, dataset, teacher
 
 
-def run_accuracy(dataset_name: str, seeds: list[int], epochs: int, data_root: Path, cache: Path,
+def tasks(datasets: list[str], seeds: list[int], registry) -> list[tuple[str, Row, str, int]]:
+    """Every ``(dataset, row, student, seed)`` to run, interleaving the datasets so that the
+    shards of :func:`run_accuracy` get similar work. PubMed runs the methods, not the
+    ablation and variant rows (see :data:`ABLATION_ROWS`)."""
+    out = []
+    for row in ROWS:
+        method = registry.methods.get(row.method)
+        if method is None:
+            print(f"skip {row.label}: no method {row.method!r}", flush=True)
+            continue
+        for student, (family, _, _) in STUDENTS.items():
+            if not method.accepts(registry.families[family]):
+                continue
+            for seed in seeds:
+                for ds in datasets:
+                    if ds != "cora" and row.label in ABLATION_ROWS:
+                        continue
+                    out.append((ds, row, student, seed))
+    return out
+
+
+def run_accuracy(datasets: list[str], seeds: list[int], shard: int, shards: int, data_root: Path, cache: Path,
                  out: Path) -> None:
-    """Run every (row, student, seed) of one dataset not yet in ``out`` (a JSON-lines file)."""
+    """Run this shard's tasks not yet in ``out`` (a JSON-lines file shared by the shards)."""
     import torch
 
     from gkd_search.latency import LatencyProtocol
@@ -133,42 +161,40 @@ def run_accuracy(dataset_name: str, seeds: list[int], epochs: int, data_root: Pa
     from gkd_search.types import TrialSpec
 
     torch.set_num_threads(1)
-    registry, dataset, teacher = _load(dataset_name, data_root, cache)
+    contexts, teachers = {}, {}
+    registry = None
+    for ds in datasets:
+        registry, dataset, teacher = _load(ds, data_root, cache)
+        teachers[ds] = teacher
+        contexts[ds] = TrialContext(dataset=dataset, teacher=teacher, families=registry.families,
+                                    methods=registry.methods, latency={}, budget_ms=float("inf"),
+                                    protocol=LatencyProtocol(repeats=30), structural_losses=registry.losses,
+                                    cache_dir=cache / "methods")
+        print(f"[{ds}] teacher {teacher.spec}: test {teacher.test_acc:.3f}", flush=True)
     done = set()
     if out.exists():
         for line in out.read_text().splitlines():
             rec = json.loads(line)
-            if rec["dataset"] == dataset_name:
-                done.add((rec["row"], rec["student"], rec["seed"]))
-    ctx = TrialContext(dataset=dataset, teacher=teacher, families=registry.families, methods=registry.methods,
-                       latency={}, budget_ms=float("inf"), protocol=LatencyProtocol(repeats=30),
-                       structural_losses=registry.losses, cache_dir=cache / "methods")
-    training = {**TRAINING, "epochs": epochs, "patience": epochs}
-    print(f"[{dataset_name}] teacher {teacher.spec}: test {teacher.test_acc:.3f}", flush=True)
-    for row in ROWS:
-        method = registry.methods.get(row.method)
-        if method is None:
-            print(f"[{dataset_name}] skip {row.label}: no method {row.method!r}", flush=True)
+            done.add((rec["dataset"], rec["row"], rec["student"], rec["seed"], rec["epochs"]))
+    for index, (ds, row, student, seed) in enumerate(tasks(datasets, seeds, registry)):
+        epochs = EPOCHS[ds]
+        if index % shards != shard or (ds, row.label, student, seed, epochs) in done:
             continue
-        params = row_params(row, method)
-        for student, (family, layers, hidden) in STUDENTS.items():
-            if not method.accepts(registry.families[family]):
-                continue
-            for seed in seeds:
-                if (row.label, student, seed) in done:
-                    continue
-                spec = TrialSpec(family=family, num_layers=layers, hidden_channels=hidden, method=row.method,
-                                 method_params=params, training=training, seed=seed)
-                result = run_trial(spec, ctx, f"{row.label}-{student}-{seed}")
-                rec = {"dataset": dataset_name, "row": row.label, "method": row.method, "params": params,
-                       "student": student, "architecture": spec.architecture_key(), "seed": seed,
-                       "status": result.status, "error": result.error, "val_acc": result.val_acc,
-                       "test_acc": result.test_acc, "sec_per_epoch": result.train_seconds_per_epoch,
-                       "peak_rss_mb": result.peak_rss_mb, "teacher_test_acc": teacher.test_acc}
-                with out.open("a") as fh:
-                    fh.write(json.dumps(rec) + "\n")
-                acc = f"{result.test_acc:.3f}" if result.test_acc is not None else result.error
-                print(f"[{dataset_name}] {row.label:26s} {student} seed {seed}: test {acc}", flush=True)
+        family, layers, hidden = STUDENTS[student]
+        params = row_params(row, registry.methods[row.method])
+        training = {**TRAINING, "epochs": epochs, "patience": epochs}
+        spec = TrialSpec(family=family, num_layers=layers, hidden_channels=hidden, method=row.method,
+                         method_params=params, training=training, seed=seed)
+        result = run_trial(spec, contexts[ds], f"{row.label}-{student}-{seed}")
+        rec = {"dataset": ds, "row": row.label, "method": row.method, "params": params, "epochs": epochs,
+               "student": student, "architecture": spec.architecture_key(), "seed": seed,
+               "status": result.status, "error": result.error, "val_acc": result.val_acc,
+               "test_acc": result.test_acc, "sec_per_epoch": result.train_seconds_per_epoch,
+               "peak_rss_mb": result.peak_rss_mb, "teacher_test_acc": teachers[ds].test_acc}
+        with out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        acc = f"{result.test_acc:.3f}" if result.test_acc is not None else result.error
+        print(f"[{ds}] {row.label:30s} {student} seed {seed}: test {acc}", flush=True)
 
 
 # ---------------------------------------------------------------------------------- step cost
@@ -306,7 +332,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="cora,pubmed")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
+    parser.add_argument("--quick-epochs", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=["all", "accuracy", "cost"], default="all")
     parser.add_argument("--quick", action="store_true", help="1 seed, 20 epochs, Cora, no doc")
     parser.add_argument("--render", action="store_true", help="only rewrite docs/methods.md from the results")
@@ -315,13 +342,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quick_epochs:
+        EPOCHS.update(cora=20, pubmed=10)
 
-    if args.worker:  # one dataset in its own process (one core each)
-        run_accuracy(args.worker, list(range(args.seeds)), args.epochs, args.data_root, args.cache_dir,
-                     Path(args.results))
+    if args.worker:  # one shard of the tasks in its own process (one core each)
+        shard, shards = (int(v) for v in args.worker.split("/"))
+        run_accuracy(args.datasets.split(","), list(range(args.seeds)), shard, shards, args.data_root,
+                     args.cache_dir, Path(args.results))
         return 0
     if args.quick:
-        args.datasets, args.seeds, args.epochs = "cora", 1, 20
+        args.datasets, args.seeds = "cora", 1
+        EPOCHS["cora"] = 20
         args.results = Path("/tmp/gkd-bench-methods-quick.json")
         args.results.with_suffix(".records.jsonl").unlink(missing_ok=True)
     report = json.loads(args.results.read_text()) if args.results.exists() else {}
@@ -330,14 +361,16 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         report.update(date=_dt.date.today().isoformat(), machine=f"{platform.processor() or platform.machine()}, "
                       f"{os.cpu_count()} cores", torch=torch.__version__, training=TRAINING, students=STUDENTS,
-                      seeds=args.seeds, epochs=args.epochs)
+                      seeds=args.seeds, epochs=EPOCHS)
         if args.part in ("all", "accuracy"):
             records_path = args.results.with_suffix(".records.jsonl")
-            procs = [subprocess.Popen([sys.executable, __file__, "--worker", ds, "--seeds", str(args.seeds),
-                                       "--epochs", str(args.epochs), "--data-root", str(args.data_root),
-                                       "--cache-dir", str(args.cache_dir), "--results", str(records_path)],
+            procs = [subprocess.Popen([sys.executable, __file__, "--worker", f"{shard}/{args.jobs}",
+                                       "--datasets", args.datasets, "--seeds", str(args.seeds),
+                                       "--data-root", str(args.data_root), "--cache-dir", str(args.cache_dir),
+                                       "--results", str(records_path)]
+                                      + (["--quick-epochs"] if args.quick else []),
                                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-                     for ds in args.datasets.split(",")]
+                     for shard in range(args.jobs)]
             codes = [p.wait() for p in procs]
             if any(codes):
                 print(f"a worker failed ({codes}); its finished rows are kept in {records_path}", file=sys.stderr)

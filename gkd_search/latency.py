@@ -84,7 +84,7 @@ class LatencyMeasurement:
     repeats: int
 
     @classmethod
-    def from_samples(cls, seconds: list[float]) -> "LatencyMeasurement":
+    def from_samples(cls, seconds: list[float]) -> LatencyMeasurement:
         ms = sorted(s * 1000.0 for s in seconds)
         p95_index = min(len(ms) - 1, max(0, int(round(0.95 * (len(ms) - 1)))))
         return cls(statistics.median(ms), ms[p95_index], statistics.fmean(ms), ms[0], len(ms))

@@ -43,7 +43,7 @@ class TeacherConfig:
     patience: int = 100
 
     @classmethod
-    def parse(cls, text: str) -> "TeacherConfig":
+    def parse(cls, text: str) -> TeacherConfig:
         """Parse ``gcn:2:256``, ``gat:2:64:heads=8`` or ``gcn:2:256:dropout=0.8``.
 
         ``dropout``, ``lr``, ``weight_decay``, ``epochs`` and ``patience`` set training; any

@@ -64,7 +64,7 @@ class ContractGraph:
     structural_losses: dict[str, StructuralLoss] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, registry=None, *, nodes: int = 200, seed: int = 0) -> "ContractGraph":
+    def build(cls, registry=None, *, nodes: int = 200, seed: int = 0) -> ContractGraph:
         """Build the graph and train the teacher (about a second on one core)."""
         from .registry import build_registry, get_plugin_manager
 
@@ -250,7 +250,11 @@ def check_logged_params(method: DistillationMethod, graph: ContractGraph, tracki
     tracker.start(f"contract-{method.name}", {}, graph.teacher)
     run_id = tracker.log_trial(result, graph.teacher, f"contract-{method.name}")
     tracker.abort("FINISHED")
-    logged = MlflowClient(tracking_uri).get_run(run_id).data.params
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    logged = run.data.params
+    for metric in ("val_acc", "test_acc", "train_seconds_per_epoch", "peak_rss_mb"):
+        assert metric in run.data.metrics, f"{method.name}: metric {metric!r} is missing from the MLflow run"
+    assert run.data.metrics["peak_rss_mb"] > 0 and run.data.metrics["train_seconds_per_epoch"] > 0
     for key, value in params.items():
         assert key in logged, f"{method.name}: hyperparameter {key!r} is missing from the MLflow params"
         assert logged[key] == _fmt(value), f"{method.name}: {key} logged as {logged[key]!r}, expected {_fmt(value)!r}"

@@ -237,7 +237,7 @@ class DistillationContext:
     teacher_hidden_dims: list[int]
     x: Optional[Tensor] = None
     edge_index: Optional[Tensor] = None
-    structural_losses: Mapping[str, "StructuralLoss"] = field(default_factory=dict)
+    structural_losses: Mapping[str, StructuralLoss] = field(default_factory=dict)
     cache_dir: Optional[Path] = None
     seed: int = 0
 

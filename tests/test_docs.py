@@ -1,5 +1,5 @@
-"""The README's option table and the CLI parser agree, and the README's commands are the ones
-CI and users run."""
+"""The docs agree with the code: the README's option table and the CLI parser, the README's commands
+(the ones CI and users run), and the method tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gkd_search.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 
 
 def parser_flags() -> set[str]:
@@ -38,3 +39,30 @@ def test_readme_opens_with_the_run_and_test_commands():
     assert blocks[1].endswith("python -m pytest -q")
     assert README.index("<!-- test-command -->") < README.index(blocks[1])
     assert "<!-- test-command -->" in (ROOT / ".ci" / "run").read_text()
+
+
+def _method_rows(text: str) -> dict[str, str]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and cells:
+            rows[cells[0].strip("`")] = line
+    return rows
+
+
+def test_every_method_and_hyperparameter_is_in_the_search_space_table(gkd_registry):
+    rows = _method_rows((DOCS / "search-spaces.md").read_text())
+    for name, method in gkd_registry.methods.items():
+        assert name in rows, f"docs/search-spaces.md has no row for method {name!r}"
+        for param in method.hyperparameters:
+            assert f"`{param}`" in rows[name], f"docs/search-spaces.md: {name} row misses {param!r}"
+        assert rows[name].rstrip(" |").endswith("yes" if method.combines_with_softkd else "no")
+
+
+def test_every_method_is_described_in_docs_methods(gkd_registry):
+    text = (DOCS / "methods.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("### ")]
+    for name in gkd_registry.methods:
+        assert any(f"`{name}`" in h for h in headings), f"docs/methods.md has no section for method {name!r}"
+    for name in gkd_registry.losses:
+        assert f"`{name}`" in text

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import ray.cloudpickle as cloudpickle
 import pytest
+import ray.cloudpickle as cloudpickle
 import torch
 from mlflow.tracking import MlflowClient
 

@@ -15,9 +15,9 @@ from typing import Any, Mapping
 
 from torch import Tensor
 
+from ..methods._common import soft_label_kl
 from ..params import FloatRange, Param
 from ..types import DistillationBatch, DistillationContext, DistillationLoss, DistillationMethod, ModelOutput
-from ..methods._common import soft_label_kl
 
 #: The parameters every combinable method gains, with their default search ranges.
 SOFTKD_COMBINATION: dict[str, Param] = {

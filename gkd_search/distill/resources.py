@@ -32,7 +32,7 @@ class PeakMemory:
         while not self._stop.wait(self.interval):
             self._sample()
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._sample()
         self._thread = threading.Thread(target=self._run, name="gkd-peak-rss", daemon=True)
         self._thread.start()

@@ -151,9 +151,29 @@ def tasks(datasets: list[str], seeds: list[int], registry) -> list[tuple[str, Ro
     return out
 
 
+def _claim(out: Path, claims: Path, key: tuple, worker: int) -> bool:
+    """Whether this worker takes the task ``key``: not yet in ``out`` and first claimed by it in
+    ``claims`` (one line per claim, appended; the workers share the file, so a fast worker
+    takes what a slow one has not reached)."""
+    text = json.dumps(list(key))
+    if out.exists():
+        for line in out.read_text().splitlines():
+            rec = json.loads(line)
+            if json.dumps([rec["dataset"], rec["row"], rec["student"], rec["seed"], rec["epochs"]]) == text:
+                return False
+    lines = claims.read_text().splitlines() if claims.exists() else []
+    if any(line.split("\t", 1)[1] == text for line in lines):
+        return False
+    with claims.open("a") as fh:
+        fh.write(f"{worker}\t{text}\n")
+    first = next(line for line in claims.read_text().splitlines() if line.split("\t", 1)[1] == text)
+    return first.split("\t", 1)[0] == str(worker)
+
+
 def run_accuracy(datasets: list[str], seeds: list[int], shard: int, shards: int, data_root: Path, cache: Path,
                  out: Path) -> None:
-    """Run this shard's tasks not yet in ``out`` (a JSON-lines file shared by the shards)."""
+    """Run the tasks not yet in ``out`` (a JSON-lines file shared by the workers) that this
+    worker (number ``shard`` of ``shards``) claims first."""
     import torch
 
     from gkd_search.latency import LatencyProtocol
@@ -171,14 +191,10 @@ def run_accuracy(datasets: list[str], seeds: list[int], shard: int, shards: int,
                                     protocol=LatencyProtocol(repeats=30), structural_losses=registry.losses,
                                     cache_dir=cache / "methods")
         print(f"[{ds}] teacher {teacher.spec}: test {teacher.test_acc:.3f}", flush=True)
-    done = set()
-    if out.exists():
-        for line in out.read_text().splitlines():
-            rec = json.loads(line)
-            done.add((rec["dataset"], rec["row"], rec["student"], rec["seed"], rec["epochs"]))
-    for index, (ds, row, student, seed) in enumerate(tasks(datasets, seeds, registry)):
+    claims = out.with_suffix(".claims")
+    for ds, row, student, seed in tasks(datasets, seeds, registry):
         epochs = EPOCHS[ds]
-        if index % shards != shard or (ds, row.label, student, seed, epochs) in done:
+        if not _claim(out, claims, (ds, row.label, student, seed, epochs), shard):
             continue
         family, layers, hidden = STUDENTS[student]
         params = row_params(row, registry.methods[row.method])
@@ -294,7 +310,11 @@ def render(report: dict[str, Any]) -> str:
     summary = report.get("summary", [])
     for ds in sorted({s["dataset"] for s in summary}):
         teacher = next(s["teacher_test_acc"] for s in summary if s["dataset"] == ds)
+        epochs = report.get("epochs", {}).get(ds, "?") if isinstance(report.get("epochs"), dict) else "?"
         lines += [f"### {ds}: teacher test accuracy {teacher:.3f}", "",
+                  f"{report.get('seeds', 5)} seeds, {epochs} epochs, Adam lr {TRAINING['lr']}, weight decay "
+                  f"{TRAINING['weight_decay']}, dropout {TRAINING['dropout']}; the best-validation epoch is kept. "
+                  f"Students start from the same weights for every method (seed s).", "",
                   "| method | student | test accuracy (mean ± std) | vs none | s/epoch | peak RSS MB |",
                   "|---|---|---|---|---|---|"]
         for s in (x for x in summary if x["dataset"] == ds):
@@ -364,6 +384,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                       seeds=args.seeds, epochs=EPOCHS)
         if args.part in ("all", "accuracy"):
             records_path = args.results.with_suffix(".records.jsonl")
+            records_path.with_suffix(".claims").unlink(missing_ok=True)
             procs = [subprocess.Popen([sys.executable, __file__, "--worker", f"{shard}/{args.jobs}",
                                        "--datasets", args.datasets, "--seeds", str(args.seeds),
                                        "--data-root", str(args.data_root), "--cache-dir", str(args.cache_dir),

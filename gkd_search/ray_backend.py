@@ -6,11 +6,14 @@ experiment checkpoints, so everything here is module-level and holds no dataset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 import warnings
 from dataclasses import asdict
@@ -162,6 +165,30 @@ def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent:
                                   callbacks=[ReportToDriver(record)],
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _interrupt_always_propagates():
         warnings.simplefilter("ignore")
         tuner.fit()
+
+
+@contextlib.contextmanager
+def _interrupt_always_propagates():
+    """Ctrl-C raises ``KeyboardInterrupt`` after ``tuner.fit()`` even when it lands inside a Tune
+    callback (our MLflow logging), where Tune would swallow it and end the experiment as if it
+    had finished: the search must then be marked KILLED, not selected and saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    interrupted = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt

@@ -108,3 +108,24 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
     assert not ray_results.exists() or not any(ray_results.iterdir())
     if ok:
         assert summary.student_path == f"runs:/{summary.selected.run_id}/student"
+
+
+def test_ctrl_c_swallowed_inside_tune_still_interrupts_the_search():
+    """Tune catches a KeyboardInterrupt raised inside its callbacks and ends the experiment as if
+    it had finished; the guard around ``tuner.fit()`` re-raises it afterwards."""
+    import os
+    import signal
+
+    from gkd_search.ray_backend import _interrupt_always_propagates
+
+    swallowed = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupt_always_propagates():
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+            except KeyboardInterrupt:
+                swallowed.append(True)  # what Tune does inside a callback
+    assert swallowed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

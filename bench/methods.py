@@ -80,6 +80,7 @@ ROWS: list[Row] = [
     Row("abkd, last layer only", "abkd", {"last_layer_only": True}),
     Row("abkd, shared projection", "abkd", {"shared_projection": True}),
     Row("abkd, cosine distance, beta 1", "abkd", {"distance": "cosine", "beta": 1.0}),
+    Row("abkd, anchored (ours)", "abkd", {"anchored": True}),
     Row("softkd + abkd", "abkd", {"softkd_weight": 1.0, "softkd_tau": 4.0}),
     Row("stride", "stride"),
     Row("e-stride", "stride", {"variant": "e-stride"}),
@@ -91,7 +92,7 @@ ROWS: list[Row] = [
 
 #: Rows run on Cora only (ablations and variants; PubMed runs the methods themselves).
 ABLATION_ROWS = {"abkd, last layer only", "abkd, shared projection", "abkd, cosine distance, beta 1",
-                 "softkd + abkd", "e-stride", "s-stride"}
+                 "softkd + abkd", "e-stride", "s-stride", "abkd, anchored (ours)"}
 
 #: Rows of the step-cost table (64-layer teacher, 4-layer student).
 COST_ROWS = [r for r in ROWS if "+" not in r.label and r.method not in ("glnn", "infgrand")] + [

@@ -342,3 +342,34 @@ def test_trains_an_mlp_student_end_to_end(gkd_registry, small_synthetic, small_t
         opt.step()
         values.append(v.item())
     assert all(math.isfinite(v) for v in values) and values[-1] < values[0]
+
+
+# ----------------------------------------------------------------------------- anchored (ours)
+
+
+def test_anchored_value_uses_p_rescaled_to_norm_sqrt_d_a(gkd_registry):
+    loss = build(gkd_registry, anchored=True)
+    set_known_weights(loss.layers)
+    out, _ = tiny_student()
+    value = loss(out, tiny_batch()).item()
+    p_scaled = P * (np.sqrt(2) / np.linalg.norm(P))  # Frobenius norm sqrt(d_a), d_a = 2
+    a = hand_attention([T1, T2], [S1, S2], WT, WS, 2)
+    d = hand_dissimilarity([T1, T2], [S1, S2], WT, WS, p_scaled, 2)
+    assert value == pytest.approx(hand_abkd(a, d), rel=1e-5)
+    # scaling P changes nothing: it cannot shrink D
+    with torch.no_grad():
+        loss.layers.subspace.mul_(0.01)
+    assert loss(out, tiny_batch()).item() == pytest.approx(value, rel=1e-5)
+
+
+def test_anchored_d_does_not_train_the_teacher_projection(gkd_registry):
+    """With ``last_layer_only`` the attention is constant, so every gradient on the teacher
+    projection would come from D: anchored, there is none; unanchored, there is."""
+    for anchored, expect_gradient in ((True, False), (False, True)):
+        loss = build(gkd_registry, anchored=anchored, last_layer_only=True)
+        set_known_weights(loss.layers)
+        out, (s1, s2) = tiny_student()
+        loss(out, tiny_batch()).backward()
+        grad = loss.layers.teacher_proj.weight.grad
+        assert (grad is not None and bool(grad.abs().sum() > 0)) == expect_gradient
+        assert s2.grad is not None and float(s2.grad.abs().sum()) > 0  # the student still learns

@@ -159,12 +159,18 @@ class LayerAttention(nn.Module):
             layer, last student layer) and 0 elsewhere, not learned.
         node_sample: nodes per step for ``D`` (0: all).
         layer_sample: teacher layers drawn per step from the attention (0: all).
+        anchored: our remedy for the collapse of ``D`` (not in the paper): ``D`` sends no
+            gradient into the teacher's projections (the attention still trains them) and ``P``
+            is rescaled to its initial Frobenius norm ``sqrt(d_a)`` at every use, so ``D`` can
+            only shrink by moving the student (and its projections) towards the teacher.
     """
 
     def __init__(self, teacher_dims: Sequence[int], student_dims: Sequence[int], d_a: int, *,
                  shared_projection: bool = False, subspace: bool = True, distance: str = "euclidean",
-                 last_layer_only: bool = False, node_sample: int = 256, layer_sample: int = 16) -> None:
+                 last_layer_only: bool = False, node_sample: int = 256, layer_sample: int = 16,
+                 anchored: bool = False) -> None:
         super().__init__()
+        self.anchored = bool(anchored)
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
         self.d_a = int(d_a)
@@ -221,8 +227,13 @@ class LayerAttention(nn.Module):
         """``(T_i[index] P_t^i P, S_j[index] P_s^j P)`` for the teacher ``layers`` (all when
         ``None``) and every student layer: ``[Lt', n, d_a]`` and ``[Ls, n, d_a]``."""
         wt, ws = self.teacher_proj.weights(layers), self.student_proj.weights()
+        if self.anchored:  # D does not train the teacher's projections (the attention still does)
+            wt = wt.detach()
         if self.subspace is not None:  # fold P into the projections
-            wt, ws = wt @ self.subspace, ws @ self.subspace
+            subspace = self.subspace
+            if self.anchored:  # P keeps its initial Frobenius norm sqrt(d_a): it can turn, not shrink
+                subspace = subspace * (math.sqrt(self.d_a) / subspace.norm().clamp_min(1e-12))
+            wt, ws = wt @ subspace, ws @ subspace
         chosen = teacher_hidden if layers is None else [teacher_hidden[i] for i in layers.tolist()]
         x = pad_stack([t.detach() for t in chosen], self.teacher_proj.width, index)
         y = pad_stack(student_hidden, self.student_proj.width, index)

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hand_values import hand_ce
 
 from gkd_search.methods._layer_attention import sampled_attention_sum
 from gkd_search.types import DistillationBatch, DistillationContext, ModelOutput
@@ -35,17 +36,6 @@ BETA = 2.5
 
 
 # ----------------------------------------------------------------------------- hand formulas
-
-
-def hand_ce(s, y, mask):
-    total, count = 0.0, 0
-    for row, label, use in zip(s, y, mask):
-        if use:
-            peak = max(row)
-            log_norm = peak + math.log(sum(math.exp(v - peak) for v in row))
-            total += log_norm - row[label]
-            count += 1
-    return total / count
 
 
 def hand_attention(teacher, student, wt, ws, d_a):

@@ -49,6 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs (fractions allowed) Ray gives each trial")
     r.add_argument("--ray-address", default=None, help="join an existing Ray cluster (ray start --head)")
     r.add_argument("--cache-dir", default=None, help="teacher, latency and dataset cache (default: $GKD_CACHE or ~/.cache/gkd-search)")
+    mb = p.add_argument_group("large graphs")
+    mb.add_argument("--mini-batch", default="auto", choices=["auto", "on", "off"],
+                    help="train on neighbour-sampled mini-batches: auto = when a trial's full-batch memory estimate "
+                         "exceeds --max-full-batch-gb")
+    mb.add_argument("--batch-size", type=int, default=1024, help="seed nodes per mini-batch step")
+    mb.add_argument("--fanout", default=None,
+                    help="neighbours sampled per hop, e.g. 10,5 (default 10,10); when given, requests are timed with "
+                         "it too")
+    mb.add_argument("--max-full-batch-gb", type=float, default=4.0, help="the auto threshold per trial")
+    mb.add_argument("--inference-chunk", type=int, default=32768,
+                    help="nodes per chunk of layer-wise inference (teacher outputs, evaluation)")
     lat = p.add_argument_group("latency")
     lat.add_argument("--latency-protocol", default="request", choices=["request", "full"],
                      help="request: k-hop extraction + forward for a batch of target nodes; full: whole graph")
@@ -184,6 +195,8 @@ def _search(args: argparse.Namespace) -> int:
         latency_protocol=args.latency_protocol, latency_batch=args.latency_batch,
         latency_repeats=args.latency_repeats, latency_threads=args.latency_threads, teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint, cache_dir=args.cache_dir, ray_address=args.ray_address,
+        mini_batch=args.mini_batch, batch_size=args.batch_size, fanout=args.fanout,
+        max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk,
     )
     config.validate()
     registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))

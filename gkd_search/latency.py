@@ -5,10 +5,12 @@ model before any training, one model at a time, and cached by architecture key +
 device. Two protocols:
 
 ``request`` (default)
-    One request predicts ``batch_size`` target nodes drawn with a fixed seed. For a model that
-    reads the graph the timed region includes extracting the targets' k-hop in-neighbourhood
-    (k = the model's number of message-passing layers) from a CSR index built once, as a
-    server would hold it, then running the model on that subgraph. For a graph-free model (MLP)
+    One request predicts ``batch_size`` target nodes drawn with a fixed seed (from a
+    heterogeneous graph's target type). For a model that reads the graph the timed region
+    includes extracting the targets' k-hop in-neighbourhood (k = the model's number of
+    message-passing hops) from a CSR index built once, as a server would hold it, then running
+    the model on that subgraph. With a ``fanout`` (``--fanout``, the one mini-batch training
+    uses) each hop keeps at most that many sampled neighbours per node, as the model is served. For a graph-free model (MLP)
     it is gathering the targets' feature rows and running the model.
 ``full``
     Whole-graph inference: every node at once.
@@ -37,7 +39,8 @@ from torch import Tensor
 
 from . import __version__
 from .errors import UsageError
-from .types import GraphDataset, GraphModel
+from .graph_ops import NeighbourhoodIndex, fanouts_for
+from .types import GraphDataset, GraphModel, run_model
 
 PROTOCOLS = ("request", "full")
 MIN_REPEATS = 30
@@ -56,6 +59,9 @@ class LatencyProtocol:
     threads: int = 1
     device: str = "cpu"
     seed: int = 0
+    #: neighbours sampled per hop in a ``request`` (empty: the full neighbourhood), the same
+    #: fan-out the model is trained and served with (``--fanout``)
+    fanout: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.name not in PROTOCOLS:
@@ -114,69 +120,18 @@ def fixed_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class NeighbourhoodIndex:
-    """A CSR index of incoming edges, built once, that extracts k-hop subgraphs per request.
-
-    The cost of :meth:`extract` grows with the size of the neighbourhood, not of the graph
-    (apart from one boolean mask over the nodes), as in a serving system.
-    """
-
-    def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
-        src, dst = edge_index
-        order = torch.argsort(dst, stable=True)
-        self.src = src[order].contiguous()
-        counts = torch.bincount(dst, minlength=num_nodes)
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
-        self.rowptr[1:] = torch.cumsum(counts, 0)
-        self.num_nodes = num_nodes
-
-    def incoming(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
-        """``(sources, targets)`` of every edge into ``nodes``."""
-        starts = self.rowptr[nodes]
-        counts = self.rowptr[nodes + 1] - starts
-        total = int(counts.sum())
-        if total == 0:
-            empty = nodes.new_empty(0)
-            return empty, empty
-        first = torch.cumsum(counts, 0) - counts
-        positions = torch.arange(total, device=nodes.device) - torch.repeat_interleave(first - starts, counts)
-        return self.src[positions], torch.repeat_interleave(nodes, counts)
-
-    def extract(self, targets: Tensor, num_hops: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Return ``(subset, sub_edge_index, target_positions)`` of the ``num_hops``-hop subgraph.
-
-        ``subset`` holds the original ids of the subgraph's nodes, ``sub_edge_index`` the edges
-        into every node closer than ``num_hops`` (relabelled), and ``target_positions`` where the
-        targets are in ``subset``.
-        """
-        seen = torch.zeros(self.num_nodes, dtype=torch.bool, device=targets.device)
-        frontier = torch.unique(targets)
-        seen[frontier] = True
-        layers = [frontier]
-        for _ in range(num_hops):
-            sources, _ = self.incoming(frontier)
-            frontier = torch.unique(sources[~seen[sources]])
-            seen[frontier] = True
-            layers.append(frontier)
-        subset = torch.cat(layers)
-        inner = torch.cat(layers[:-1]) if num_hops > 0 else layers[0][:0]
-        src, dst = self.incoming(inner)
-        keep = seen[src]
-        relabel = torch.full((self.num_nodes,), -1, dtype=torch.long, device=targets.device)
-        relabel[subset] = torch.arange(subset.numel(), device=targets.device)
-        sub_edge_index = torch.stack([relabel[src[keep]], relabel[dst[keep]]])
-        return subset, sub_edge_index, relabel[targets]
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def request_batches(num_nodes: int, protocol: LatencyProtocol, count: int) -> list[Tensor]:
-    """The fixed, seeded target-node batches every architecture is timed on."""
+def request_batches(num_nodes: int, protocol: LatencyProtocol, count: int, candidates: Optional[Tensor] = None) -> list[Tensor]:
+    """The fixed, seeded target-node batches every architecture is timed on, drawn from
+    ``candidates`` (a heterogeneous graph's target nodes) or from every node."""
     g = torch.Generator().manual_seed(protocol.seed)
-    return [torch.randint(0, num_nodes, (protocol.batch_size,), generator=g) for _ in range(count)]
+    if candidates is None:
+        return [torch.randint(0, num_nodes, (protocol.batch_size,), generator=g) for _ in range(count)]
+    return [candidates[torch.randint(0, candidates.numel(), (protocol.batch_size,), generator=g)] for _ in range(count)]
 
 
 class LatencyBench:
@@ -188,28 +143,35 @@ class LatencyBench:
         data = dataset.data
         self.x = data.x.to(self.device)
         self.edge_index = data.edge_index.to(self.device)
+        edge_type = getattr(data, "edge_type", None)
+        self.edge_type = None if edge_type is None else edge_type.to(self.device)
         self.num_nodes = dataset.num_nodes
         self.index = NeighbourhoodIndex(self.edge_index, self.num_nodes) if protocol.name == "request" else None
         total = protocol.warmup + protocol.repeats
-        self.batches = [b.to(self.device) for b in request_batches(self.num_nodes, protocol, total)]
+        self.batches = [b.to(self.device) for b in request_batches(self.num_nodes, protocol, total, dataset.target_nodes)]
 
-    def _request(self, model: GraphModel, num_hops: int, targets: Tensor) -> Tensor:
+    def _request(self, model: GraphModel, num_hops: int, targets: Tensor,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
         if self.protocol.name == "full":
-            return model(self.x, self.edge_index).logits
+            return run_model(model, self.x, self.edge_index, self.edge_type).logits
         if not model.uses_graph:
             return model(self.x[targets], self.edge_index[:, :0]).logits
-        subset, sub_edge_index, positions = self.index.extract(targets, num_hops)
-        return model(self.x[subset], sub_edge_index).logits[positions]
+        seeds, positions = torch.unique(targets, return_inverse=True)
+        fanouts = fanouts_for(self.protocol.fanout, num_hops) if self.protocol.fanout else [-1] * num_hops
+        sub = self.index.subgraph(seeds, fanouts, generator)
+        edge_type = None if self.edge_type is None else self.edge_type[sub.edge_ids]
+        return run_model(model, self.x[sub.nodes], sub.edge_index, edge_type).logits[positions]
 
     def measure(self, model: GraphModel, num_hops: int) -> LatencyMeasurement:
         """Time ``model`` (its weights do not matter) under this bench's protocol."""
         model = model.to(self.device).eval()
         samples: list[float] = []
+        generator = torch.Generator().manual_seed(self.protocol.seed)  # the same samples for every model
         with fixed_threads(self.protocol.threads), torch.inference_mode():
             for i, targets in enumerate(self.batches):
                 _synchronize(self.device)
                 start = time.perf_counter()
-                self._request(model, num_hops, targets)
+                self._request(model, num_hops, targets, generator)
                 _synchronize(self.device)
                 elapsed = time.perf_counter() - start
                 if i >= self.protocol.warmup:

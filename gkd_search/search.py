@@ -23,7 +23,9 @@ from typing import Any, Callable, Optional
 import torch
 
 from .datasets._files import resolve_data_root
+from .distill.minibatch import Batching
 from .errors import SpaceError, UsageError
+from .graph_ops import parse_fanout
 from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProtocol, hardware_label, measure_all
 from .pareto import pareto_front, select_student
 from .registry import Registry, build_registry
@@ -66,6 +68,23 @@ class SearchConfig:
     teacher_checkpoint: Optional[str] = None
     cache_dir: Optional[str] = None
     ray_address: Optional[str] = None
+    mini_batch: str = "auto"
+    batch_size: int = 1024
+    fanout: Optional[str] = None
+    max_full_batch_gb: float = 4.0
+    inference_chunk: int = 32768
+
+    def batching(self) -> Batching:
+        """Full-batch or mini-batch training (``--mini-batch``, ``--batch-size``, ``--fanout``)."""
+        fanout = parse_fanout(self.fanout) if self.fanout is not None else Batching.fanout
+        return Batching(self.mini_batch, self.batch_size, fanout, self.max_full_batch_gb, self.inference_chunk)
+
+    def serving_fanout(self) -> tuple[int, ...]:
+        """The fan-out requests are timed with: the training fan-out when the user asked for
+        mini-batches or gave ``--fanout``; else the full neighbourhood."""
+        if self.fanout is not None or self.mini_batch == "on":
+            return self.batching().fanout
+        return ()
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for a value no search can run with."""
@@ -87,6 +106,7 @@ class SearchConfig:
             raise UsageError("--gpus-per-trial needs --device cuda")
         LatencyProtocol(self.latency_protocol, self.latency_batch, repeats=self.latency_repeats,
                         threads=self.latency_threads, device=self.device)
+        self.batching()
 
 
 def parse_dataset(text: str) -> tuple[str, dict[str, str]]:
@@ -135,6 +155,7 @@ class Prepared:
             methods=self.registry.methods, latency=self.latency, budget_ms=self.config.budget_ms,
             protocol=self.protocol, device=self.config.device,
             structural_losses=self.registry.losses, cache_dir=self.cache_dir / "methods",
+            batching=self.config.batching(),
         )
 
     def suggest(self, trial) -> TrialSpec:
@@ -154,13 +175,13 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     dataset_spec = registry.get("dataset", dataset_name)
     if config.teacher and config.teacher_checkpoint:
         raise UsageError("give either --teacher or --teacher-checkpoint, not both")
-    if config.teacher_checkpoint:
-        teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
-    else:
-        teacher_config = TeacherConfig.parse(config.teacher or dataset_spec.default_teacher)
-    teacher_family = registry.get("family", teacher_config.family)
     space = load_space(config.space, registry.families, registry.methods, only_families=config.families,
                        only_methods=config.methods, epochs=config.epochs)
+    if config.teacher_checkpoint:
+        teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
+    else:  # --teacher, else the space's teacher, else the dataset's default
+        teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher)
+    teacher_family = registry.get("family", teacher_config.family)
     architectures = space.architectures(registry.families)
     _check_buildable(architectures, registry)
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
@@ -181,9 +202,11 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
 
     start = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
     teacher_model, teacher = get_teacher(
         dataset, teacher_config, teacher_family, seed=config.seed, cache_dir=cache_dir,
         checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
+        batching=config.batching(), keep_hidden=keep_hidden,
     )
     timings["teacher_seconds"] = time.perf_counter() - start
     how = "loaded from checkpoint" if config.teacher_checkpoint else (
@@ -194,7 +217,8 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     )
 
     protocol = LatencyProtocol(config.latency_protocol, config.latency_batch, repeats=config.latency_repeats,
-                               threads=config.latency_threads, device=config.device, seed=config.seed)
+                               threads=config.latency_threads, device=config.device, seed=config.seed,
+                               fanout=config.serving_fanout())
     start = time.perf_counter()
     bench = LatencyBench(dataset, protocol)
     cache = LatencyCache(cache_dir, dataset, protocol)
@@ -206,11 +230,13 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
             counts["cached" if cached else "measured"] += 1
 
     def builder(arch: Architecture) -> Callable:
+        extra = {"num_relations": dataset.num_relations} if families[arch.family].relational else {}
         return lambda: families[arch.family].build(dataset.num_features, dataset.num_classes, arch.num_layers,
-                                                   arch.hidden_channels, **dict(arch.family_params))
+                                                   arch.hidden_channels, **dict(arch.family_params), **extra)
 
-    jobs = [(a.key, builder(a), families[a.family].num_hops(a.num_layers)) for a in architectures]
-    jobs.append((f"teacher:{teacher.spec}", lambda: teacher_model, teacher_family.num_hops(teacher_config.num_layers)))
+    jobs = [(a.key, builder(a), families[a.family].num_hops(a.num_layers, **dict(a.family_params))) for a in architectures]
+    teacher_hops = teacher_family.num_hops(teacher_config.num_layers, **dict(teacher_config.family_params))
+    jobs.append((f"teacher:{teacher.spec}", lambda: teacher_model, teacher_hops))
     latency = measure_all(jobs, bench, cache, on_measured)
     timings["latency_seconds"] = time.perf_counter() - start
     teacher_latency = latency.pop(f"teacher:{teacher.spec}")
@@ -234,7 +260,9 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
 def _check_buildable(architectures: list[Architecture], registry: Registry) -> None:
     for arch in architectures:
         try:
-            registry.families[arch.family].build(4, 2, arch.num_layers, arch.hidden_channels, **dict(arch.family_params))
+            family = registry.families[arch.family]
+            extra = {"num_relations": 2} if family.relational else {}
+            family.build(4, 2, arch.num_layers, arch.hidden_channels, **dict(arch.family_params), **extra)
         except UsageError as exc:
             raise SpaceError(f"architecture {arch.key} cannot be built: {exc}") from None
 
@@ -287,6 +315,8 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "max_concurrent": _max_concurrent(c), "cpus_per_trial": c.cpus_per_trial, "gpus_per_trial": c.gpus_per_trial,
         "methods": ",".join(p.space.methods), "families": ",".join(p.space.families),
         "n_architectures": len(p.architectures), "n_architectures_in_budget": len(p.feasible),
+        "mini_batch": c.mini_batch, "batch_size": c.batch_size, "fanout": ",".join(map(str, c.batching().fanout)),
+        "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
     }
 
 

@@ -43,7 +43,10 @@ TRAINING_DEFAULTS: dict[str, Param] = {
     "epochs": Fixed(200),
     "patience": Fixed(50),
 }
-TOP_LEVEL_KEYS = ("description", "families", "methods", "training")
+#: training settings a space may add: GCNII's separate weight decay of its convolutions
+#: (:meth:`~gkd_search.types.GraphModel.parameter_groups`; other families ignore it)
+TRAINING_OPTIONAL: dict[str, Param] = {"conv_weight_decay": FloatRange(1e-4, 1e-1, log=True)}
+TOP_LEVEL_KEYS = ("description", "teacher", "families", "methods", "training")
 ARCH_KEYS = ("num_layers", "hidden_channels")
 
 
@@ -79,9 +82,12 @@ class SearchSpace:
     families: dict[str, FamilySpace]
     methods: dict[str, dict[str, Param]]
     training: dict[str, Param]
+    #: the space's teacher (``FAMILY:LAYERS:HIDDEN[:key=value]``), used unless ``--teacher`` is given
+    teacher: Optional[str] = None
 
     def architectures(self, families: Mapping[str, ModelFamily]) -> list[Architecture]:
-        """Every distinct architecture of the space (a 1-layer model has no hidden width: 0)."""
+        """Every distinct architecture of the space (a 1-layer model, or a family without a hidden
+    width such as SGC, has hidden width 0)."""
         seen: dict[str, Architecture] = {}
         for name, fs in self.families.items():
             param_names = sorted(fs.params)
@@ -89,8 +95,10 @@ class SearchSpace:
                 fs.num_layers, fs.hidden_channels, *(fs.params[p] for p in param_names)
             ):
                 params = dict(zip(param_names, values))
-                if layers == 1:
+                family = families[name]
+                if not family.uses_hidden_channels or (layers == 1 and not family.hidden_channels_at_one_layer):
                     hidden = 0
+                if layers == 1:
                     params = {k: v for k, v in params.items() if k not in families[name].single_layer_ignores}
                 arch = Architecture(name, layers, hidden, tuple(sorted(params.items())))
                 seen.setdefault(arch.key, arch)
@@ -167,10 +175,11 @@ def load_space(
 
     training = dict(TRAINING_DEFAULTS)
     for key, value in _mapping(raw.get("training"), f"{path}: training").items():
-        if key not in TRAINING_DEFAULTS:
-            raise SpaceError(f"{path}: training.{key}: unknown key (known: {', '.join(TRAINING_DEFAULTS)})")
+        known = {**TRAINING_DEFAULTS, **TRAINING_OPTIONAL}
+        if key not in known:
+            raise SpaceError(f"{path}: training.{key}: unknown key (known: {', '.join(known)})")
         param = param_from_yaml(value, f"{path}: training.{key}")
-        check_param_type(param, TRAINING_DEFAULTS[key], f"{path}: training.{key}")
+        check_param_type(param, known[key], f"{path}: training.{key}")
         training[key] = param
     if epochs is not None:
         training["epochs"] = Fixed(int(epochs))
@@ -192,7 +201,10 @@ def load_space(
         raise SpaceError(f"{path}: the space has no student family")
     if not method_spaces:
         raise SpaceError(f"{path}: the space has no method")
-    result = SearchSpace(str(path), family_spaces, method_spaces, training)
+    teacher = raw.get("teacher")
+    if teacher is not None and not isinstance(teacher, str):
+        raise SpaceError(f"{path}: teacher: expected FAMILY:LAYERS:HIDDEN[:key=value] as a string, got {teacher!r}")
+    result = SearchSpace(str(path), family_spaces, method_spaces, training, teacher=teacher)
     usable = {n: fs for n, fs in family_spaces.items() if result.methods_for(families[n], methods)}
     if not usable:
         raise SpaceError(
@@ -207,11 +219,15 @@ def _load_family(path: Path, name: str, family: ModelFamily, body: Mapping[str, 
     for key in body:
         if key not in known:
             raise SpaceError(f"{path}: families.{name}.{key}: unknown key (known: {', '.join(known)})")
-    for key in ARCH_KEYS:
+    required = ARCH_KEYS if family.uses_hidden_channels else ARCH_KEYS[:1]
+    for key in required:
         if key not in body:
             raise SpaceError(f"{path}: families.{name}: missing {key!r}")
     layers = _positive_ints(body["num_layers"], f"{path}: families.{name}.num_layers")
-    hidden = _positive_ints(body["hidden_channels"], f"{path}: families.{name}.hidden_channels")
+    if family.uses_hidden_channels:
+        hidden = _positive_ints(body["hidden_channels"], f"{path}: families.{name}.hidden_channels")
+    else:  # SGC: no hidden width
+        hidden = (0,)
     params: dict[str, tuple[Any, ...]] = {}
     for key, declared in family.hyperparameters.items():
         where = f"{path}: families.{name}.{key}"

@@ -13,17 +13,20 @@ from torch import Tensor
 
 from . import __version__
 from .errors import UsageError
-from .types import DistillationMethod, GraphDataset, GraphModel, ModelFamily, TrialSpec
+from .types import DistillationMethod, GraphDataset, GraphModel, ModelFamily, TrialSpec, run_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.pt"
 ARTIFACT_DIR = "student"
 
 
-def build_student(spec: TrialSpec, family: ModelFamily, in_channels: int, num_classes: int) -> GraphModel:
-    """A fresh model of ``spec``'s architecture (dropout from ``spec.training``)."""
+def build_student(spec: TrialSpec, family: ModelFamily, in_channels: int, num_classes: int,
+                  num_relations: int = 1) -> GraphModel:
+    """A fresh model of ``spec``'s architecture (dropout from ``spec.training``); a relational
+    family (RGCN) also gets the graph's ``num_relations``."""
+    extra = {"num_relations": num_relations} if family.relational else {}
     return family.build(in_channels, num_classes, spec.num_layers, spec.hidden_channels,
-                        dropout=float(spec.training.get("dropout", 0.0)), **spec.family_params)
+                        dropout=float(spec.training.get("dropout", 0.0)), **spec.family_params, **extra)
 
 
 def save_student(model: GraphModel, spec: TrialSpec, dataset: GraphDataset, directory: Path,
@@ -36,6 +39,7 @@ def save_student(model: GraphModel, spec: TrialSpec, dataset: GraphDataset, dire
         "dataset": dataset.name,
         "in_channels": dataset.num_features,
         "num_classes": dataset.num_classes,
+        "num_relations": dataset.num_relations,
         "spec": asdict(spec),
         "metrics": metrics or {},
     }
@@ -67,18 +71,20 @@ class Student:
         return self.method.student_features(x, edge_index, own)
 
     @torch.no_grad()
-    def predict(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        """Logits for every node of the given graph."""
+    def predict(self, x: Tensor, edge_index: Tensor, edge_type: Optional[Tensor] = None) -> Tensor:
+        """Logits for every node of the given graph (``edge_type``: a heterogeneous graph's
+        relation per edge, read by relational students)."""
         self.model.eval()
-        return self.model(self.features(x, edge_index), edge_index).logits
+        return run_model(self.model, self.features(x, edge_index), edge_index, edge_type).logits
 
     def evaluate(self, dataset: GraphDataset) -> tuple[float, float]:
-        """``(val_acc, test_acc)`` on ``dataset``'s split."""
+        """``(val, test)`` accuracy on ``dataset``'s split (its official evaluator if it has one)."""
         from .distill.loop import accuracy
 
         data = dataset.data
-        logits = self.predict(data.x, data.edge_index)
-        return accuracy(logits, data.y, data.val_mask), accuracy(logits, data.y, data.test_mask)
+        metric = dataset.evaluator or accuracy
+        logits = self.predict(data.x, data.edge_index, getattr(data, "edge_type", None))
+        return metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask)
 
 
 def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
@@ -125,7 +131,8 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
     spec = TrialSpec(**config["spec"])
     registry = registry or build_registry()
     family = registry.get("family", spec.family)
-    model = build_student(spec, family, int(config["in_channels"]), int(config["num_classes"]))
+    model = build_student(spec, family, int(config["in_channels"]), int(config["num_classes"]),
+                          num_relations=int(config.get("num_relations", 1)))
     model.load_state_dict(torch.load(path / WEIGHTS_FILE, weights_only=True))
     model.eval()
     method = registry.methods.get(spec.method)

@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import torch
+import torch.nn.functional as F
 
 from . import __version__
-from .distill.loop import TrainingSettings, evaluate, predict, train_model
+from .distill.loop import TrainingSettings, accuracy, train_model
+from .distill.minibatch import Batching, full_batch_bytes, train_minibatch
 from .errors import UsageError
 from .methods._common import supervised_cross_entropy
-from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters
+from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters, run_model
 
 #: Bump when the teacher's training or the cache format changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -41,16 +43,18 @@ class TeacherConfig:
     weight_decay: float = 5e-4
     epochs: int = 500
     patience: int = 100
+    conv_weight_decay: Optional[float] = None
 
     @classmethod
     def parse(cls, text: str) -> TeacherConfig:
         """Parse ``gcn:2:256``, ``gat:2:64:heads=8`` or ``gcn:2:256:dropout=0.8``.
 
-        ``dropout``, ``lr``, ``weight_decay``, ``epochs`` and ``patience`` set training; any
-        other ``key=value`` is a family parameter.
+        ``dropout``, ``lr``, ``weight_decay``, ``conv_weight_decay`` (GCNII's convolutions),
+        ``epochs`` and ``patience`` set training; any other ``key=value`` is a family parameter.
         """
         parts = text.split(":")
-        training_keys = {"dropout": float, "lr": float, "weight_decay": float, "epochs": int, "patience": int}
+        training_keys = {"dropout": float, "lr": float, "weight_decay": float, "epochs": int, "patience": int,
+                         "conv_weight_decay": float}
         try:
             family, layers, hidden = parts[0], int(parts[1]), int(parts[2])
             extra: dict[str, Any] = {}
@@ -73,7 +77,7 @@ class TeacherConfig:
     def spec(self) -> str:
         defaults = TeacherConfig("", 1, 1)
         extra = "".join(f":{k}={v}" for k, v in sorted(self.family_params.items()))
-        for key in ("dropout", "lr", "weight_decay", "epochs", "patience"):
+        for key in ("dropout", "lr", "weight_decay", "epochs", "patience", "conv_weight_decay"):
             if getattr(self, key) != getattr(defaults, key):
                 extra += f":{key}={getattr(self, key)}"
         return f"{self.family}:{self.num_layers}:{self.hidden_channels}{extra}"
@@ -83,8 +87,9 @@ class TeacherConfig:
 
 
 def build_teacher_model(config: TeacherConfig, family: ModelFamily, dataset: GraphDataset) -> GraphModel:
+    extra = {"num_relations": dataset.num_relations} if family.relational else {}
     return family.build(dataset.num_features, dataset.num_classes, config.num_layers,
-                        config.hidden_channels, dropout=config.dropout, **dict(config.family_params))
+                        config.hidden_channels, dropout=config.dropout, **dict(config.family_params), **extra)
 
 
 def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int) -> str:
@@ -101,13 +106,20 @@ def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int) -> str:
 
 
 def _outputs(model: GraphModel, dataset: GraphDataset, config: TeacherConfig, from_cache: bool,
-             path: Optional[Path]) -> TeacherOutputs:
-    out = predict(model, dataset.data)
-    val_acc, test_acc = evaluate(model, dataset.data)
+             path: Optional[Path], batching: Batching, keep_hidden: bool) -> TeacherOutputs:
+    """The teacher's outputs for every node, layer by layer in chunks on a large graph; its hidden
+    layers only when a method needs them (``keep_hidden``), else ``hidden == [logits]``."""
+    data = dataset.data
+    with torch.no_grad():
+        model.eval()
+        out = model.inference(data.x, data.edge_index, getattr(data, "edge_type", None),
+                              chunk_size=batching.chunk_for(dataset.num_nodes), keep_hidden=keep_hidden)
+    metric = dataset.evaluator or accuracy
     return TeacherOutputs(
         logits=out.logits.detach(), hidden=[h.detach() for h in out.hidden], spec=config.spec,
-        num_params=count_parameters(model), val_acc=val_acc, test_acc=test_acc,
-        from_cache=from_cache, cache_path=str(path) if path else None,
+        num_params=count_parameters(model), val_acc=metric(out.logits, data.y, data.val_mask),
+        test_acc=metric(out.logits, data.y, data.test_mask), from_cache=from_cache,
+        cache_path=str(path) if path else None,
     )
 
 
@@ -131,27 +143,41 @@ def get_teacher(
     seed: int,
     cache_dir: Path,
     checkpoint: Optional[Path] = None,
+    batching: Optional[Batching] = None,
+    keep_hidden: bool = True,
 ) -> tuple[GraphModel, TeacherOutputs]:
-    """Return the trained teacher and its outputs, training it only when no cache entry exists."""
+    """Return the trained teacher and its outputs, training it only when no cache entry exists.
+
+    Args:
+        batching: full-batch or mini-batch training (``auto`` by default, as for the students) and
+            the chunk size of the layer-wise inference that computes the outputs.
+        keep_hidden: compute and keep every layer's output (methods that ``require`` "hidden");
+            False keeps only the logits, which on a deep teacher and a large graph is most of
+            the memory.
+    """
+    batching = batching or Batching()
     if checkpoint is not None:
-        return load_teacher_checkpoint(checkpoint, dataset, family)
+        return load_teacher_checkpoint(checkpoint, dataset, family, batching=batching, keep_hidden=keep_hidden)
     path = cache_dir / "teachers" / f"{dataset.name}-{config.spec.replace(':', '-')}-{cache_key(dataset, config, seed)}.pt"
     torch.manual_seed(seed)
     model = build_teacher_model(config, family, dataset)
     if path.is_file():
         entry = torch.load(path, weights_only=True)
         model.load_state_dict(entry["state_dict"])
+        hidden = list(entry["hidden"])
+        if keep_hidden and len(hidden) < 2 and _num_outputs(model, dataset) > 1:  # cached without hidden layers
+            return model, _outputs(model, dataset, config, True, path, batching, keep_hidden)
         outputs = TeacherOutputs(
-            logits=entry["logits"], hidden=list(entry["hidden"]), spec=config.spec,
+            logits=entry["logits"], hidden=hidden if keep_hidden else [entry["logits"]], spec=config.spec,
             num_params=int(entry["num_params"]), val_acc=float(entry["val_acc"]),
             test_acc=float(entry["test_acc"]), from_cache=True, cache_path=str(path),
         )
         return model, outputs
     data = dataset.data
     settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
-                                patience=config.patience)
-    train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data, settings)
-    outputs = _outputs(model, dataset, config, from_cache=False, path=path)
+                                patience=config.patience, conv_weight_decay=config.conv_weight_decay)
+    _train(model, family, config, dataset, settings, batching, seed)
+    outputs = _outputs(model, dataset, config, from_cache=False, path=path, batching=batching, keep_hidden=keep_hidden)
     _atomic_save(
         {
             "format": CACHE_FORMAT,
@@ -165,7 +191,38 @@ def get_teacher(
         },
         path,
     )
+    del data
     return model, outputs
+
+
+def _num_outputs(model: GraphModel, dataset: GraphDataset) -> int:
+    """How many per-layer outputs the model returns (a forward on two isolated nodes)."""
+    with torch.no_grad():
+        model.eval()
+        data = dataset.data
+        edge_type = getattr(data, "edge_type", None)
+        return len(run_model(model, data.x[:2], data.edge_index[:, :0], None if edge_type is None else edge_type[:0]).hidden)
+
+
+def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, dataset: GraphDataset,
+           settings: TrainingSettings, batching: Batching, seed: int) -> None:
+    """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches."""
+    data = dataset.data
+    metric = dataset.evaluator or accuracy
+    with torch.no_grad():
+        model.eval()
+        edge_type = getattr(data, "edge_type", None)
+        widths = [int(h.size(-1)) for h in run_model(model, data.x[:2], data.edge_index[:, :0],
+                                                      None if edge_type is None else edge_type[:0]).hidden]
+    estimate = full_batch_bytes(widths, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
+    if batching.use_minibatch(estimate):
+        train_nodes = torch.nonzero(data.train_mask, as_tuple=False).view(-1)
+        train_minibatch(model, lambda out, ids, _: F.cross_entropy(out.logits, data.y[ids]), data, settings, batching,
+                        num_hops=family.num_hops(config.num_layers, **dict(config.family_params)), seeds=train_nodes,
+                        metric=metric, seed=seed)
+    else:
+        train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data, settings,
+                    metric=metric)
 
 
 def save_teacher_checkpoint(model: GraphModel, config: TeacherConfig, path: Path) -> None:
@@ -190,7 +247,8 @@ def read_checkpoint_config(path: Path) -> TeacherConfig:
         ) from None
 
 
-def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFamily) -> tuple[GraphModel, TeacherOutputs]:
+def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFamily, *, batching: Optional[Batching] = None,
+                            keep_hidden: bool = True) -> tuple[GraphModel, TeacherOutputs]:
     config = read_checkpoint_config(path)
     model = build_teacher_model(config, family, dataset)
     entry = torch.load(path, weights_only=True)
@@ -199,4 +257,4 @@ def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFami
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UsageError(f"--teacher-checkpoint {path}: weights do not fit {config.spec} on {dataset.name} ({first})") from None
-    return model, _outputs(model, dataset, config, from_cache=True, path=Path(path))
+    return model, _outputs(model, dataset, config, True, Path(path), batching or Batching(), keep_hidden)

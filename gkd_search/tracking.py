@@ -92,6 +92,8 @@ def trial_params(result: TrialResult) -> dict[str, str]:
         **spec.method_params,
         **spec.training,
     }
+    if result.training_mode is not None:
+        params["training_mode"] = result.training_mode
     return {k: _fmt(v) for k, v in params.items()}
 
 

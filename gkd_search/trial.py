@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from torch import Tensor
 
-from .distill.loop import TrainingSettings, train_model
+from .distill.loop import TrainingSettings, accuracy, predict, train_model
+from .distill.minibatch import Batching, full_batch_bytes, induced_edges, select_rows, train_minibatch
 from .distill.objective import build_objective, split_params
 from .distill.resources import PeakMemory
+from .graph_ops import NeighbourhoodIndex
 from .latency import LatencyBench, LatencyMeasurement, LatencyProtocol
 from .student import build_student, save_student
 from .types import (
@@ -29,6 +32,7 @@ from .types import (
     TrialResult,
     TrialSpec,
     count_parameters,
+    run_model,
 )
 
 
@@ -46,21 +50,32 @@ class TrialContext:
     device: str = "cpu"
     structural_losses: dict[str, StructuralLoss] = field(default_factory=dict)
     cache_dir: Optional[Path] = None
+    batching: Batching = field(default_factory=Batching)
 
 
 def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build) -> LatencyMeasurement:
     measured = ctx.latency.get(spec.architecture_key())
     if measured is None:  # only outside a search, which measures every architecture first
-        measured = LatencyBench(ctx.dataset, ctx.protocol).measure(build(), family.num_hops(spec.num_layers))
+        measured = LatencyBench(ctx.dataset, ctx.protocol).measure(build(), family.num_hops(spec.num_layers, **spec.family_params))
     return measured
 
 
-def _diagnostics(loss, model, data, batch: DistillationBatch, when: str) -> dict[str, list[list[float]]]:
+def _diagnostics(loss, model, data, batch: DistillationBatch, rows: Optional[Tensor], chunk: Optional[int],
+                 when: str) -> dict[str, list[list[float]]]:
     """The loss's named matrices in eval mode, as ``{"<name>_<when>": rows}``."""
     with torch.no_grad():
-        model.eval()
-        matrices = loss.diagnostics(model(data.x, data.edge_index), batch)
+        out = predict(model, data, chunk)
+        matrices = loss.diagnostics(out if rows is None else select_rows(out, rows), batch)
     return {f"{name}_{when}": m.detach().float().cpu().tolist() for name, m in matrices.items()}
+
+
+def _loss_graph(data, rows: Optional[Tensor]) -> tuple[Optional[Tensor], Tensor]:
+    """``(rows, edges between them)``: the nodes distillation losses see. On a heterogeneous
+    graph these are the target nodes and the edges among them; otherwise every node."""
+    if rows is None:
+        return None, data.edge_index
+    index = NeighbourhoodIndex(data.edge_index, data.num_nodes)
+    return rows, induced_edges(index, rows)
 
 
 def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optional[Path] = None) -> TrialResult:
@@ -77,7 +92,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
 
         def build():
             torch.manual_seed(spec.seed)
-            return build_student(spec, family, dataset.num_features, dataset.num_classes)
+            return build_student(spec, family, dataset.num_features, dataset.num_classes,
+                                 num_relations=dataset.num_relations)
 
         model = build()
         result.params = count_parameters(model)
@@ -96,29 +112,60 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
             data = data.clone()
             data.x = features
         model = model.to(device)
+        target = dataset.target_nodes
+        rows, row_edges = _loss_graph(data, None if target is None else target.to(device))
         teacher_logits = ctx.teacher.logits.to(device)
         teacher_hidden = [h.to(device) for h in ctx.teacher.hidden] if "hidden" in method.requires else []
         with torch.no_grad():
             model.eval()
-            student_dims = [int(h.size(-1)) for h in model(data.x, data.edge_index).hidden]
+            student_dims = [int(h.size(-1)) for h in run_model(model, data.x[:2], data.edge_index[:, :0]).hidden]
         context = DistillationContext(
             num_classes=dataset.num_classes, student_family=spec.family, student_uses_graph=family.uses_graph,
             student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in ctx.teacher.hidden],
-            x=raw_x, edge_index=data.edge_index, structural_losses=ctx.structural_losses,
+            x=raw_x if rows is None else raw_x[rows], edge_index=row_edges, structural_losses=ctx.structural_losses,
             cache_dir=ctx.cache_dir, seed=spec.seed,
+            teacher_logits=teacher_logits if rows is None else teacher_logits[rows],
         )
         torch.manual_seed(spec.seed)
         loss = build_objective(method, spec.method_params, context).to(device)
-        batch = DistillationBatch(y=data.y, train_mask=data.train_mask, teacher_logits=teacher_logits,
-                                  teacher_hidden=teacher_hidden, edge_index=data.edge_index)
+        # the loss's rows are numbered like the context's graph: the targets, or every node
+        position = None
+        if rows is not None:
+            position = torch.full((dataset.num_nodes,), -1, dtype=torch.long, device=device)
+            position[rows] = torch.arange(rows.numel(), device=device)
+
+        def batch_of(ids: Optional[Tensor], edges: Tensor) -> DistillationBatch:
+            if ids is None:
+                return DistillationBatch(y=data.y, train_mask=data.train_mask, teacher_logits=teacher_logits,
+                                         teacher_hidden=teacher_hidden, edge_index=edges)
+            return DistillationBatch(y=data.y[ids], train_mask=data.train_mask[ids], teacher_logits=teacher_logits[ids],
+                                     teacher_hidden=[h[ids] for h in teacher_hidden], edge_index=edges,
+                                     node_ids=ids if position is None else position[ids])
+
+        batch = batch_of(rows, row_edges)
         settings = TrainingSettings(
             lr=float(spec.training.get("lr", 0.01)), weight_decay=float(spec.training.get("weight_decay", 5e-4)),
             epochs=int(spec.training.get("epochs", 200)), patience=int(spec.training.get("patience", 50)),
+            conv_weight_decay=(None if spec.training.get("conv_weight_decay") is None
+                               else float(spec.training["conv_weight_decay"])),
         )
-        result.matrices.update(_diagnostics(loss, model, data, batch, "before"))
+        metric = dataset.evaluator or accuracy
+        estimate = full_batch_bytes(student_dims, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
+        minibatch = ctx.batching.use_minibatch(estimate)
+        chunk = ctx.batching.chunk_for(dataset.num_nodes)
+        result.training_mode = "mini-batch" if minibatch else "full-batch"
+        result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "before"))
         with PeakMemory() as memory:
-            outcome = train_model(model, lambda out: loss(out, batch), data, settings, loss.parameters())
-        result.matrices.update(_diagnostics(loss, model, data, batch, "after"))
+            if minibatch:
+                outcome = train_minibatch(
+                    model, lambda out, ids, edges: loss(out, batch_of(ids, edges)), data, settings, ctx.batching,
+                    num_hops=family.num_hops(spec.num_layers, **spec.family_params), seeds=None if rows is None else rows.cpu(),
+                    extra_parameters=loss.parameters(), metric=metric, seed=spec.seed,
+                )
+            else:
+                objective = (lambda out: loss(out, batch)) if rows is None else (lambda out: loss(select_rows(out, rows), batch))
+                outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric)
+        result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "after"))
         result.val_acc, result.test_acc = outcome.val_acc, outcome.test_acc
         result.train_seconds, result.epochs_run = outcome.seconds, outcome.epochs_run
         result.train_seconds_per_epoch = outcome.seconds / max(outcome.epochs_run, 1)

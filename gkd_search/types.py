@@ -26,11 +26,23 @@ class GraphDataset:
 
     ``data`` is a :class:`torch_geometric.data.Data` with ``x`` ``[N, F]``, ``edge_index``
     ``[2, E]``, ``y`` ``[N]`` and boolean ``train_mask``, ``val_mask``, ``test_mask`` ``[N]``.
+
+    A heterogeneous graph (ogbn-mag) is stored the way RGCN reads it: every node type in one
+    node set and, in addition, ``edge_type`` ``[E]`` (the relation of each edge, ``0..R-1``),
+    ``node_type`` ``[N]`` and ``target_mask`` ``[N]`` (the nodes of the type being
+    classified). ``y`` is ``-1`` and the split masks are ``False`` on every other node.
+
+    Attributes:
+        evaluator: the dataset's official metric, ``evaluator(logits, y, mask) -> float``
+            (OGB's ``Evaluator``); ``None``: accuracy.
+        relation_names: names of the relation types, for heterogeneous graphs.
     """
 
     name: str
     data: Any
     num_classes: int
+    evaluator: Optional[Any] = None
+    relation_names: tuple[str, ...] = ()
 
     @property
     def num_features(self) -> int:
@@ -40,10 +52,28 @@ class GraphDataset:
     def num_nodes(self) -> int:
         return int(self.data.num_nodes)
 
+    @property
+    def num_relations(self) -> int:
+        """Relation types (1 for a homogeneous graph)."""
+        edge_type = getattr(self.data, "edge_type", None)
+        if edge_type is None:
+            return 1
+        return max(len(self.relation_names), int(edge_type.max()) + 1 if edge_type.numel() else 1)
+
+    @property
+    def is_heterogeneous(self) -> bool:
+        return getattr(self.data, "edge_type", None) is not None
+
+    @property
+    def target_nodes(self) -> Optional[Tensor]:
+        """Ids of the nodes being classified (``None``: every node)."""
+        mask = getattr(self.data, "target_mask", None)
+        return None if mask is None else torch.nonzero(mask, as_tuple=False).view(-1)
+
     def fingerprint(self) -> dict[str, Any]:
         """Cheap content summary used in cache keys (sizes and sums, not a full hash)."""
         d = self.data
-        return {
+        summary = {
             "name": self.name,
             "nodes": self.num_nodes,
             "edges": int(d.edge_index.size(1)),
@@ -54,6 +84,9 @@ class GraphDataset:
             "split": [int(d.train_mask.sum()), int(d.val_mask.sum()), int(d.test_mask.sum())],
             "split_sum": int(torch.nonzero(d.train_mask).sum() + 3 * torch.nonzero(d.val_mask).sum()),
         }
+        if self.is_heterogeneous:
+            summary["edge_type_sum"] = int(d.edge_type.sum())
+        return summary
 
 
 class DatasetSpec(ABC):
@@ -106,13 +139,44 @@ class GraphModel(nn.Module):
     """A node classifier: ``forward(x, edge_index) -> ModelOutput``.
 
     ``uses_graph`` is False for models that read only node features at inference (MLP);
-    they ignore ``edge_index``.
+    they ignore ``edge_index``. ``relational`` models (RGCN) also take ``edge_type`` ``[E]``:
+    ``forward(x, edge_index, edge_type)``; call any model through :func:`run_model`.
     """
 
     uses_graph: bool = True
+    relational: bool = False
 
     def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:  # pragma: no cover
         raise NotImplementedError
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named parameter groups for per-group weight decay: ``{"conv": [...], "dense": [...]}``
+        for GCNII, whose paper decays its convolutions more than its linear layers
+        (``conv_weight_decay``); default one group, ``{"all": [...]}``."""
+        return {"all": list(self.parameters())}
+
+    @torch.no_grad()
+    def inference(self, x: Tensor, edge_index: Tensor, edge_type: Optional[Tensor] = None, *,
+                  chunk_size: Optional[int] = None, keep_hidden: bool = True) -> ModelOutput:
+        """Eval-mode outputs for every node, for a teacher's outputs on a large graph.
+
+        A family whose layers can run on part of the graph overrides this to compute one layer
+        at a time, ``chunk_size`` nodes at a time from their full in-neighbourhood, so the
+        messages of the whole graph are never in memory at once; it returns exactly what the
+        full forward returns. ``keep_hidden=False`` keeps only the logits (``hidden == [logits]``),
+        freeing each layer's output once the next is computed. This default runs the full forward.
+        """
+        self.eval()
+        out = run_model(self, x, edge_index, edge_type)
+        return out if keep_hidden else ModelOutput(out.logits, [out.logits])
+
+
+def run_model(model: GraphModel, x: Tensor, edge_index: Optional[Tensor], edge_type: Optional[Tensor] = None) -> ModelOutput:
+    """``model(x, edge_index)``, with ``edge_type`` for relational models (RGCN); the relation
+    types of a heterogeneous graph are ignored by the others, which see one relation."""
+    if getattr(model, "relational", False):
+        return model(x, edge_index, edge_type)
+    return model(x, edge_index)
 
 
 class ModelFamily(ABC):
@@ -121,6 +185,8 @@ class ModelFamily(ABC):
     Attributes:
         name: the family's name in search spaces and ``--teacher``.
         uses_graph: whether inference reads the graph (``False`` for MLP).
+        relational: whether the models read edge types (RGCN): :meth:`build` is then called with
+            ``num_relations=R`` too, and the model with ``(x, edge_index, edge_type)``.
         hyperparameters: family-specific architecture parameters (GAT's ``heads``) with their
             default search ranges; they must be :class:`~gkd_search.params.Choice` or
             :class:`~gkd_search.params.Fixed` because each value is a distinct architecture.
@@ -129,6 +195,14 @@ class ModelFamily(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     uses_graph: ClassVar[bool] = True
+    #: relational families (RGCN) read edge types; ``build`` then also gets ``num_relations``
+    relational: ClassVar[bool] = False
+    #: False for families without a hidden width (SGC: one linear map after K propagations);
+    #: search spaces then record ``hidden_channels`` as 0
+    uses_hidden_channels: ClassVar[bool] = True
+    #: True when a 1-layer model still has a hidden width (GCNII: its convolution runs at
+    #: ``hidden_channels`` between two linears); otherwise search spaces record 0 for one layer
+    hidden_channels_at_one_layer: ClassVar[bool] = False
     hyperparameters: ClassVar[Mapping[str, Param]] = {}
 
     @abstractmethod
@@ -146,8 +220,9 @@ class ModelFamily(ABC):
     #: family parameters that have no effect on a 1-layer model (GAT's hidden ``heads``)
     single_layer_ignores: ClassVar[frozenset[str]] = frozenset()
 
-    def num_hops(self, num_layers: int) -> int:
-        """How many hops of neighbourhood one prediction reads (0 for graph-free models)."""
+    def num_hops(self, num_layers: int, **params: Any) -> int:
+        """How many hops of neighbourhood one prediction reads (0 for graph-free models), for a
+        model of ``num_layers`` layers and family parameters ``params`` (APPNP: its ``K``)."""
         return num_layers if self.uses_graph else 0
 
 
@@ -188,7 +263,8 @@ TEACHER_OUTPUTS = frozenset({"logits", "hidden"})
 
 @dataclass
 class DistillationBatch:
-    """Everything a loss sees at one training step (full-batch: every node).
+    """Everything a loss sees at one training step: the rows it is computed on (full-batch
+    training on a homogeneous graph: every node).
 
     Attributes:
         y: labels ``[N]``; only ``train_mask`` rows may be used as supervision.
@@ -196,7 +272,12 @@ class DistillationBatch:
         teacher_logits: ``[N, C]``.
         teacher_hidden: per-layer teacher outputs, each ``[N, d_l]`` (empty unless the method
             ``requires`` ``"hidden"``).
-        edge_index: the graph ``[2, E]`` (structural losses use it).
+        edge_index: the graph ``[2, E]`` between these rows (structural losses use it).
+        node_ids: which nodes of the graph in :class:`DistillationContext` the rows are
+            (``None``: all of them, in order). Mini-batch training passes the batch's seed nodes
+            (their edges are the subgraph the seeds induce); a heterogeneous graph passes its
+            target nodes. A loss that holds per-node state (InfGraND's influence) indexes it
+            with these.
     """
 
     y: Tensor
@@ -204,6 +285,7 @@ class DistillationBatch:
     teacher_logits: Tensor
     teacher_hidden: list[Tensor]
     edge_index: Tensor
+    node_ids: Optional[Tensor] = None
 
     @property
     def num_nodes(self) -> int:
@@ -223,11 +305,15 @@ class DistillationContext:
         teacher_hidden_dims: the same for the teacher.
         x: the graph's raw node features ``[N, F]`` (before any
             :meth:`DistillationMethod.student_features`) and ``edge_index`` ``[2, E]``, for
-            methods that precompute something per graph (InfGraND's influence scores).
+            methods that precompute something per graph (InfGraND's influence scores). On a
+            heterogeneous graph, the target nodes and the edges between them.
         structural_losses: every registered :class:`StructuralLoss` by name, for methods that
             take one as an option (STRIDE).
         cache_dir: a writable folder for per-graph caches (``None``: do not cache on disk).
         seed: the trial's seed, for any sampling the loss does.
+        teacher_logits: the teacher's logits for every node of that graph ``[N, C]``: a
+            mini-batch holds only its own rows, and a loss that reads neighbours' soft labels
+            (InfGraND) takes them from here.
     """
 
     num_classes: int
@@ -240,6 +326,7 @@ class DistillationContext:
     structural_losses: Mapping[str, StructuralLoss] = field(default_factory=dict)
     cache_dir: Optional[Path] = None
     seed: int = 0
+    teacher_logits: Optional[Tensor] = None
 
 
 class DistillationLoss(nn.Module):
@@ -387,6 +474,8 @@ class TrialResult:
     epochs_run: Optional[int] = None
     train_seconds_per_epoch: Optional[float] = None
     peak_rss_mb: Optional[float] = None
+    #: ``full-batch`` or ``mini-batch`` (neighbour sampling)
+    training_mode: Optional[str] = None
     #: the loss's :meth:`DistillationLoss.diagnostics`, ``{"attention_before": [[...]], ...}``
     matrices: dict[str, list[list[float]]] = field(default_factory=dict)
     error: Optional[str] = None

@@ -206,3 +206,21 @@ def test_fingerprint_changes_with_content(gkd_registry, tmp_path):
     assert a == synthetic(gkd_registry, tmp_path, seed=0).fingerprint()
     assert a != synthetic(gkd_registry, tmp_path, seed=1).fingerprint()
     assert a["nodes"] == 400 and a["split"] == [80, 120, 200]
+
+
+@needs_cora
+def test_cora_row_normalised_features(gkd_registry, tmp_path):
+    spec = gkd_registry.get("dataset", "cora")
+    raw = spec.load(SHARED_DATA, tmp_path, seed=0)
+    ds = spec.load(SHARED_DATA, tmp_path, seed=0, normalize_features="true")
+    assert ds.name == "cora-rownorm" and ds.fingerprint() != raw.fingerprint()
+    sums = ds.data.x.sum(dim=1)
+    nonzero = raw.data.x.sum(dim=1) > 0
+    assert torch.allclose(sums[nonzero], torch.ones(int(nonzero.sum())), atol=1e-5)
+    # row i is the raw row divided by its number of words
+    i = int(torch.nonzero(nonzero)[0])
+    assert torch.allclose(ds.data.x[i], raw.data.x[i] / raw.data.x[i].sum())
+    with pytest.raises(UsageError, match="cora: normalize_features='maybe' is not true or false"):
+        spec.load(SHARED_DATA, tmp_path, seed=0, normalize_features="maybe")
+    with pytest.raises(UsageError, match="cora: unknown option 'scale'"):
+        spec.load(SHARED_DATA, tmp_path, seed=0, scale="2")

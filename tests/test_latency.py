@@ -257,3 +257,21 @@ def test_measure_all_uses_cache(gkd_registry, tmp_path):
     # a new architecture alone is measured
     measure_all([*archs, builder("gcn", 1)], bench, LatencyCache(tmp_path, ds, p))
     assert calls == ["gcn-2", "mlp-2", "gcn-1"]
+
+
+def test_request_full_neighbourhood_matches_whole_graph_and_fanout_samples(gkd_registry, small_synthetic):
+    """Without a fan-out a request's predictions are the whole-graph ones (GraphSAGE reads only
+    in-neighbours); with the serving fan-out the subgraph is smaller and the request still answers."""
+    fam = gkd_registry.get("family", "sage")
+    torch.manual_seed(0)
+    model = fam.build(small_synthetic.num_features, small_synthetic.num_classes, 2, 8).eval()
+    data = small_synthetic.data
+    full = LatencyBench(small_synthetic, LatencyProtocol("request", batch_size=6, **FAST))
+    sampled = LatencyBench(small_synthetic, LatencyProtocol("request", batch_size=6, fanout=(1,), **FAST))
+    targets = full.batches[0]
+    with torch.no_grad():
+        whole = model(data.x, data.edge_index).logits[targets]
+        assert torch.allclose(full._request(model, 2, targets), whole, atol=1e-5)
+        out = sampled._request(model, 2, targets, torch.Generator().manual_seed(0))
+    assert out.shape == whole.shape and not torch.allclose(out, whole, atol=1e-3)
+    assert LatencyProtocol(fanout=(1,)).cache_key() != LatencyProtocol().cache_key()

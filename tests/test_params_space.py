@@ -158,9 +158,9 @@ def test_space_not_found_lists_known_names(gkd_registry):
 @pytest.mark.parametrize(
     "text, key, message",
     [
-        ("families: {}\nfamiles: {}\n", "unknown key 'familes'", "known: description, families, methods, training"),
+        ("families: {}\nfamiles: {}\n", "unknown key 'familes'", "known: description, teacher, families, methods, training"),
         ("families:\n  transformer: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\n",
-         "families.transformer", "unknown family (known: gat, gcn, mlp, sage)"),
+         "families.transformer", "unknown family (known: appnp, gat, gcn, gcnii, mlp, rgcn, sage, sgc)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {magic: {}}\n",
          "methods.magic", "unknown method (known: abkd, at, fitnets, gcrd, glnn, graphakd, gsp, "
          "infgrand, lsp, none, softkd, stride)"),
@@ -169,7 +169,7 @@ def test_space_not_found_lists_known_names(gkd_registry):
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  none: {tau: 2.0}\n",
          "methods.none.tau", "unknown hyperparameter (known: none)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\ntraining: {momentum: 0.9}\n",
-         "training.momentum", "unknown key (known: lr, weight_decay, dropout, epochs, patience)"),
+         "training.momentum", "unknown key (known: lr, weight_decay, dropout, epochs, patience, conv_weight_decay)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8], heads: [2]}\nmethods: {none: {}}\n",
          "families.gcn.heads", "unknown key (known: num_layers, hidden_channels)"),
         ("families:\n  gcn: {hidden_channels: [8]}\nmethods: {none: {}}\n",
@@ -256,7 +256,7 @@ def test_only_methods_unknown_name(tmp_path, gkd_registry):
 
 
 def test_only_families_unknown_name(tmp_path, gkd_registry):
-    with pytest.raises(UnknownComponentError, match="unknown family 'transformer'.*gat, gcn, mlp, sage"):
+    with pytest.raises(UnknownComponentError, match="unknown family 'transformer'.*appnp, gat, gcn, gcnii, mlp, rgcn, sage, sgc"):
         load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["transformer"])
 
 
@@ -346,3 +346,36 @@ def test_suggest_spec_single_feasible_architecture(tmp_path, gkd_registry):
         spec = suggest_spec(study.ask(), space, [arch], gkd_registry.families, gkd_registry.methods, seed=0)
         assert (spec.family, spec.num_layers, spec.hidden_channels, spec.family_params) == ("gat", 2, 8, {"heads": 2})
         assert spec.method in ("none", "softkd")
+
+
+def test_deep_gcnii_space_is_the_abkd_setting(gkd_registry):
+    from gkd_search.teacher import TeacherConfig
+
+    space = load("deep-gcnii", gkd_registry)
+    teacher = TeacherConfig.parse(space.teacher)
+    assert (teacher.family, teacher.num_layers, teacher.hidden_channels) == ("gcnii", 64, 64)
+    assert teacher.conv_weight_decay == 0.01 and teacher.weight_decay == 5e-4
+    assert set(space.families) == {"gcnii"} and {"abkd", "stride"} <= set(space.methods)
+    archs = space.architectures(gkd_registry.families)
+    # 1-4 layers x widths 4-64; a 1-layer GCNII keeps its width (its convolution runs at it)
+    assert sorted((a.num_layers, a.hidden_channels) for a in archs) == [
+        (layers, width) for layers in (1, 2, 3, 4) for width in (4, 8, 16, 32, 64)]
+    assert "conv_weight_decay" in space.training
+
+
+def test_mlp_students_space(gkd_registry):
+    space = load("mlp-students", gkd_registry)
+    assert set(space.families) == {"mlp"}
+    assert {"glnn", "infgrand", "softkd", "none"} <= set(space.methods)
+    for method in space.methods:
+        assert gkd_registry.methods[method].accepts(gkd_registry.families["mlp"])
+
+
+def test_sgc_needs_no_width_and_a_space_teacher_must_be_text(tmp_path, gkd_registry):
+    path = tmp_path / "s.yaml"
+    path.write_text("families:\n  sgc: {num_layers: [1, 2]}\nmethods: {none: {}}\n")
+    space = load_space(str(path), gkd_registry.families, gkd_registry.methods)
+    assert [(a.num_layers, a.hidden_channels) for a in space.architectures(gkd_registry.families)] == [(1, 0), (2, 0)]
+    path.write_text("teacher: {family: gcn}\nfamilies:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\n")
+    with pytest.raises(SpaceError, match="teacher: expected FAMILY:LAYERS:HIDDEN"):
+        load_space(str(path), gkd_registry.families, gkd_registry.methods)

@@ -23,8 +23,8 @@ from gkd_search.types import DistillationMethod
 
 BUILTIN_NAMES = {
     "method": ["abkd", "at", "fitnets", "gcrd", "glnn", "graphakd", "gsp", "infgrand", "lsp", "none", "softkd", "stride"],
-    "family": ["gat", "gcn", "mlp", "sage"],
-    "dataset": ["cora", "photo", "pubmed", "synthetic"],
+    "family": ["appnp", "gat", "gcn", "gcnii", "mlp", "rgcn", "sage", "sgc"],
+    "dataset": ["cora", "ogbn-arxiv", "ogbn-mag", "ogbn-products", "photo", "pubmed", "synthetic", "synthetic-hetero"],
     "loss": ["gcrd", "gsp", "lsp"],
 }
 
@@ -54,7 +54,7 @@ def test_unknown_component_lists_known():
     registry = build_registry(get_plugin_manager(autoload=False))
     with pytest.raises(UnknownComponentError, match="unknown method 'magic'; known methods: abkd, at, fitnets, .*, none, softkd, stride$"):
         registry.get("method", "magic")
-    with pytest.raises(UnknownComponentError, match="unknown family 'gin'; known families: gat, gcn, mlp, sage"):
+    with pytest.raises(UnknownComponentError, match="unknown family 'gin'; known families: appnp, gat, gcn, gcnii, mlp, rgcn, sage, sgc"):
         registry.get("family", "gin")
 
 
@@ -108,7 +108,7 @@ def test_block_builtin_by_argument():
     registry = build_registry(get_plugin_manager(autoload=False,
                                                  blocked=["gkd_search.methods.glnn", "gkd_search.families.gat"]))
     assert "glnn" not in registry.names("method") and "softkd" in registry.names("method")
-    assert registry.names("family") == ["gcn", "mlp", "sage"]
+    assert registry.names("family") == ["appnp", "gcn", "gcnii", "mlp", "rgcn", "sage", "sgc"]
     with pytest.raises(UnknownComponentError):
         registry.get("method", "glnn")
 
@@ -116,7 +116,7 @@ def test_block_builtin_by_argument():
 def test_block_builtin_by_env(monkeypatch):
     monkeypatch.setenv(BLOCK_ENV, " gkd_search.datasets.amazon , gkd_search.methods.none")
     registry = build_registry(get_plugin_manager(autoload=False))
-    assert registry.names("dataset") == ["cora", "pubmed", "synthetic"]
+    assert registry.names("dataset") == [d for d in BUILTIN_NAMES["dataset"] if d != "photo"]
     assert registry.names("method") == [m for m in BUILTIN_NAMES["method"] if m != "none"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
-from ..errors import DataMissingError
+from ..errors import DataMissingError, UsageError
 from ..hookspecs import hookimpl
 from ..types import DatasetSpec, GraphDataset
 from ._files import DATA_ENV, stage_raw_files
@@ -14,15 +14,24 @@ _SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
 class PlanetoidSpec(DatasetSpec):
-    """A Planetoid citation graph, public split (20 labelled nodes per class, 500 val, 1000 test)."""
+    """A Planetoid citation graph, public split (20 labelled nodes per class, 500 val, 1000 test).
+
+    Option ``normalize_features`` (``--dataset cora:normalize_features=true``) divides every
+    node's bag-of-words row by its sum, the preprocessing of Kipf & Welling (2017) and of the
+    GCNII paper (Chen et al., 2020), which the deep GCNII setting needs; the default keeps PyG's
+    raw binary features. The normalised graph is named ``<name>-rownorm``.
+    """
 
     pyg_name: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {"normalize_features": False}
 
     def raw_files(self) -> list[str]:
         return [f"ind.{self.pyg_name.lower()}.{s}" for s in _SUFFIXES]
 
     def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
         from torch_geometric.datasets import Planetoid
+
+        normalize = _parse_options(self.name, options)
 
         if root is not None:
             stage_raw_files(root, self.pyg_name, self.raw_files(), cache_dir, hint="the Planetoid files")
@@ -36,7 +45,26 @@ class PlanetoidSpec(DatasetSpec):
                     f"{', '.join(self.raw_files())} in DIR/{self.pyg_name}/raw/ and pass --data-root DIR "
                     f"or set {DATA_ENV}=DIR"
                 ) from None
-        return GraphDataset(self.name, dataset[0], dataset.num_classes)
+        data = dataset[0]
+        if not normalize:
+            return GraphDataset(self.name, data, dataset.num_classes)
+        data.x = data.x / data.x.sum(dim=1, keepdim=True).clamp(min=1e-12)
+        return GraphDataset(f"{self.name}-rownorm", data, dataset.num_classes)
+
+
+def _parse_options(name: str, options: dict[str, Any]) -> bool:
+    unknown = sorted(set(options) - {"normalize_features"})
+    if unknown:
+        raise UsageError(f"{name}: unknown option {unknown[0]!r} (known: normalize_features)")
+    value = options.get("normalize_features", False)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise UsageError(f"{name}: normalize_features={value!r} is not true or false")
 
 
 class Cora(PlanetoidSpec):

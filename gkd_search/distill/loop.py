@@ -1,4 +1,4 @@
-"""Full-batch training with early stopping on validation accuracy.
+"""Full-batch training with early stopping on validation accuracy (mini-batch: :mod:`.minibatch`).
 
 The loop knows nothing about distillation: it minimises whatever ``objective(output)`` returns
 and optimises the model's parameters together with any extra parameters (a method's own
@@ -12,14 +12,14 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import TrialFailed
-from ..types import GraphModel, ModelOutput
+from ..types import GraphModel, ModelOutput, run_model
 
 
 @dataclass
@@ -30,6 +30,21 @@ class TrainingSettings:
     weight_decay: float = 5e-4
     epochs: int = 200
     patience: int = 50
+    #: weight decay of the model's ``conv`` parameter group (:meth:`GraphModel.parameter_groups`),
+    #: as GCNII trains its convolutions (0.01) apart from its linear layers (5e-4); ``None``: ``weight_decay``
+    conv_weight_decay: Optional[float] = None
+
+
+def make_optimizer(model: GraphModel, settings: TrainingSettings, extra_parameters: Iterable[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """Adam over the model's parameter groups and a method's own parameters."""
+    groups = []
+    for name, params in model.parameter_groups().items():
+        decay = settings.conv_weight_decay if name == "conv" and settings.conv_weight_decay is not None else settings.weight_decay
+        groups.append({"params": [p for p in params if p.requires_grad], "weight_decay": decay})
+    extra = [p for p in extra_parameters if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "weight_decay": settings.weight_decay})
+    return torch.optim.Adam(groups, lr=settings.lr)
 
 
 @dataclass
@@ -43,6 +58,10 @@ class TrainOutcome:
     seconds: float
 
 
+#: ``metric(logits, y, mask) -> float``: accuracy, or a dataset's official evaluator
+Metric = Callable[[Tensor, Tensor, Tensor], float]
+
+
 def accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
     """Fraction of ``mask`` nodes whose arg-max prediction equals the label."""
     if int(mask.sum()) == 0:
@@ -51,16 +70,46 @@ def accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
 
 
 @torch.no_grad()
-def predict(model: GraphModel, data) -> ModelOutput:
-    """Eval-mode forward over the whole graph."""
+def predict(model: GraphModel, data, chunk_size: Optional[int] = None) -> ModelOutput:
+    """Eval-mode outputs for every node of ``data`` (layer by layer in chunks of ``chunk_size``
+    nodes when given; see :meth:`GraphModel.inference`)."""
     model.eval()
-    return model(data.x, data.edge_index)
+    edge_type = getattr(data, "edge_type", None)
+    if chunk_size is not None:
+        return model.inference(data.x, data.edge_index, edge_type, chunk_size=chunk_size)
+    return run_model(model, data.x, data.edge_index, edge_type)
 
 
-def evaluate(model: GraphModel, data) -> tuple[float, float]:
-    """``(val_acc, test_acc)`` of ``model`` on ``data`` in eval mode."""
-    logits = predict(model, data).logits
-    return accuracy(logits, data.y, data.val_mask), accuracy(logits, data.y, data.test_mask)
+def evaluate(model: GraphModel, data, metric: Metric = accuracy, chunk_size: Optional[int] = None) -> tuple[float, float]:
+    """``(val, test)`` of ``metric`` for ``model`` on ``data`` in eval mode."""
+    logits = predict(model, data, chunk_size).logits
+    return metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask)
+
+
+class BestWeights:
+    """Early stopping on validation accuracy: keeps the best weights (ties: lower validation loss)."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.model, self.patience = model, patience
+        self.acc, self.loss, self.epoch = -1.0, math.inf, 0
+        self.state = copy.deepcopy(model.state_dict())
+
+    def update(self, epoch: int, logits: Tensor, data) -> bool:
+        """Record this epoch's eval-mode ``logits``; return False when patience has run out."""
+        val_acc = accuracy(logits, data.y, data.val_mask)
+        val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
+        if val_acc > self.acc or (val_acc == self.acc and val_loss < self.loss):
+            self.acc, self.loss, self.epoch = val_acc, val_loss, epoch
+            self.state = copy.deepcopy(self.model.state_dict())
+        return epoch - self.epoch < self.patience
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.state)
+
+
+def check_finite(loss: Tensor, epoch: int) -> None:
+    if not torch.isfinite(loss):
+        raise TrialFailed(f"loss became {float(loss.detach())} at epoch {epoch}")
 
 
 def train_model(
@@ -69,36 +118,28 @@ def train_model(
     data,
     settings: TrainingSettings,
     extra_parameters: Iterable[nn.Parameter] = (),
+    metric: Metric = accuracy,
 ) -> TrainOutcome:
-    """Train ``model`` in place and restore its best-validation weights.
+    """Train ``model`` full-batch in place and restore its best-validation weights.
 
     Raises:
         TrialFailed: the loss became NaN or infinite.
     """
-    params = list(model.parameters()) + [p for p in extra_parameters if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    best_acc, best_loss, best_epoch = -1.0, math.inf, 0
-    best_state = copy.deepcopy(model.state_dict())
+    optimizer = make_optimizer(model, settings, extra_parameters)
+    best = BestWeights(model, settings.patience)
+    edge_type = getattr(data, "edge_type", None)
     start = time.perf_counter()
     epoch = 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = objective(model(data.x, data.edge_index))
-        if not torch.isfinite(loss):
-            raise TrialFailed(f"loss became {float(loss.detach())} at epoch {epoch}")
+        loss = objective(run_model(model, data.x, data.edge_index, edge_type))
+        check_finite(loss, epoch)
         loss.backward()
         optimizer.step()
-
-        logits = predict(model, data).logits
-        val_acc = accuracy(logits, data.y, data.val_mask)
-        val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
-        if val_acc > best_acc or (val_acc == best_acc and val_loss < best_loss):
-            best_acc, best_loss, best_epoch = val_acc, val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= settings.patience:
+        if not best.update(epoch, predict(model, data).logits, data):
             break
     seconds = time.perf_counter() - start
-    model.load_state_dict(best_state)
-    val_acc, test_acc = evaluate(model, data)
-    return TrainOutcome(val_acc, test_acc, best_epoch, epoch, seconds)
+    best.restore()
+    val_acc, test_acc = evaluate(model, data, metric)
+    return TrainOutcome(val_acc, test_acc, best.epoch, epoch, seconds)

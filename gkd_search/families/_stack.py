@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
+from ..graph_ops import NeighbourhoodIndex
 from ..types import GraphModel, ModelOutput
 
 
@@ -28,34 +30,101 @@ def reject_unknown_params(family: str, params: dict, known: tuple[str, ...] = ()
         )
 
 
+#: ``normalize(edge_index, num_nodes) -> (edge_index, edge_weight)``: a family's edge weights
+#: (GCN's symmetric normalisation with self-loops), computed once per forward for all layers
+Normalizer = Callable[[Tensor, int], tuple[Tensor, Tensor]]
+
+
+def gcn_normalize(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """``D^-1/2 (A + I) D^-1/2`` as weighted edges (Kipf & Welling 2017, Eq. 2)."""
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+    edge_index, edge_weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
+    return edge_index, edge_weight
+
+
 class LayerStack(GraphModel):
-    """``dropout -> layer -> (record) -> ReLU`` for every layer but the last, which gives logits.
+    """``dropout -> layer -> (record) -> activation`` for every layer but the last, which gives logits.
 
     Args:
-        layers: the layers, each called as ``layer(x, edge_index)`` when ``uses_graph`` else
-            ``layer(x)``.
+        layers: the layers, each called as ``layer(x, edge_index)`` when ``uses_graph`` (with
+            ``edge_weight`` when ``normalize`` is given, ``edge_type`` when ``relational``),
+            else ``layer(x)``.
         dropout: feature dropout before every layer (training only).
         uses_graph: whether the layers read ``edge_index``.
+        normalize: edge weights computed once per forward and passed to every layer, so the
+            layers themselves do not normalise (GCN, GCNII); :meth:`inference` computes them on
+            the whole graph, which keeps chunked inference exact.
+        relational: the layers take ``edge_type`` (RGCN).
     """
 
     def __init__(self, layers: list[nn.Module], dropout: float, uses_graph: bool,
-                 act: Callable[[Tensor], Tensor] = F.relu) -> None:
+                 act: Callable[[Tensor], Tensor] = F.relu, normalize: Optional[Normalizer] = None,
+                 relational: bool = False) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.dropout = float(dropout)
         self.uses_graph = uses_graph
+        self.relational = relational
         self.act = act
+        self.normalize = normalize
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
 
-    def forward(self, x: Tensor, edge_index: Tensor | None = None) -> ModelOutput:
+    def _run_layer(self, layer: nn.Module, x: Tensor, edge_index: Optional[Tensor], edge_weight: Optional[Tensor],
+               edge_type: Optional[Tensor]) -> Tensor:
+        if not self.uses_graph:
+            return layer(x)
+        if self.relational:
+            if edge_type is None:  # a homogeneous graph: one relation
+                edge_type = edge_index.new_zeros(edge_index.size(1))
+            return layer(x, edge_index, edge_type)
+        if edge_weight is not None:
+            return layer(x, edge_index, edge_weight)
+        return layer(x, edge_index)
+
+    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None, edge_type: Optional[Tensor] = None) -> ModelOutput:
+        edge_weight = None
+        if self.uses_graph and self.normalize is not None:
+            edge_index, edge_weight = self.normalize(edge_index, x.size(0))
         hidden: list[Tensor] = []
         for i, layer in enumerate(self.layers):
             x = F.dropout(x, p=self.dropout, training=self.training)
-            x = layer(x, edge_index) if self.uses_graph else layer(x)
+            x = self._run_layer(layer, x, edge_index, edge_weight, edge_type)
             hidden.append(x)
             if i < len(self.layers) - 1:
                 x = self.act(x)
         return ModelOutput(logits=x, hidden=hidden)
+
+    @torch.no_grad()
+    def inference(self, x: Tensor, edge_index: Tensor, edge_type: Optional[Tensor] = None, *,
+                  chunk_size: Optional[int] = None, keep_hidden: bool = True) -> ModelOutput:
+        """Layer by layer, ``chunk_size`` nodes at a time (see :meth:`GraphModel.inference`)."""
+        self.eval()
+        num_nodes = x.size(0)
+        if chunk_size is None or not self.uses_graph or num_nodes <= chunk_size:
+            return super().inference(x, edge_index, edge_type, keep_hidden=keep_hidden)
+        if not self.relational:
+            edge_type = None  # the homogeneous view: relation types are not read
+        edge_weight = None
+        if self.normalize is not None:
+            edge_index, edge_weight = self.normalize(edge_index, num_nodes)
+        index = NeighbourhoodIndex(edge_index, num_nodes)
+        hidden: list[Tensor] = []
+        h = x
+        for i, layer in enumerate(self.layers):
+            out: Optional[Tensor] = None
+            for sub in index.chunks(chunk_size):
+                seeds = sub.nodes[:sub.num_seeds]
+                rows = self._run_layer(layer, h[sub.nodes], sub.edge_index,
+                                   None if edge_weight is None else edge_weight[sub.edge_ids],
+                                   None if edge_type is None else edge_type[sub.edge_ids])[:sub.num_seeds]
+                if out is None:
+                    out = rows.new_empty(num_nodes, rows.size(-1))
+                out[seeds] = rows
+            if keep_hidden:
+                hidden.append(out)
+            h = self.act(out) if i < len(self.layers) - 1 else out
+        return ModelOutput(logits=h, hidden=hidden if keep_hidden else [h])

@@ -8,7 +8,7 @@ from torch_geometric.nn import GCNConv
 
 from ..hookspecs import hookimpl
 from ..types import GraphModel, ModelFamily
-from ._stack import LayerStack, layer_widths, reject_unknown_params
+from ._stack import LayerStack, gcn_normalize, layer_widths, reject_unknown_params
 
 
 class GCNFamily(ModelFamily):
@@ -20,8 +20,9 @@ class GCNFamily(ModelFamily):
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,
               dropout: float = 0.0, **params: Any) -> GraphModel:
         reject_unknown_params(self.name, params)
-        layers = [GCNConv(i, o) for i, o in layer_widths(in_channels, hidden_channels, num_classes, num_layers)]
-        return LayerStack(layers, dropout, uses_graph=True)
+        # the normalisation is computed once per forward, not once per layer
+        layers = [GCNConv(i, o, normalize=False) for i, o in layer_widths(in_channels, hidden_channels, num_classes, num_layers)]
+        return LayerStack(layers, dropout, uses_graph=True, normalize=gcn_normalize)
 
 
 @hookimpl

@@ -108,7 +108,7 @@ class InfGraNDLoss(DistillationLoss):
     """
 
     def __init__(self, influence: Tensor, edge_index: Tensor | None, *, gamma1: float, gamma2: float,
-                 delta1: float, delta2: float, tau: float, lam: float) -> None:
+                 delta1: float, delta2: float, tau: float, lam: float, teacher_logits: Tensor | None = None) -> None:
         super().__init__()
         self.gamma1, self.gamma2 = float(gamma1), float(gamma2)
         self.delta1, self.delta2 = float(delta1), float(delta2)
@@ -117,16 +117,24 @@ class InfGraNDLoss(DistillationLoss):
         source, target = (None, None) if edge_index is None else self_loop_edges(edge_index, influence.numel())
         self.register_buffer("kd_source", source)
         self.register_buffer("kd_target", target)
-        self._memo: tuple[Any, ...] | None = None  # (teacher, its version, edges, Q, constant, |E~|)
+        self._memo: tuple[Any, ...] | None = None  # (teacher, its version, edges, Q, constant, in-counts)
+        #: every node's teacher logits, for mini-batches whose edges reach outside the batch
+        self.full_teacher: Tensor | None = None if teacher_logits is None else teacher_logits.detach()
 
     def supervised(self, logits: Tensor, batch: DistillationBatch) -> Tensor:
         """``L_sup``: cross-entropy on the labelled nodes, weighted by ``delta1 + delta2 * I_g``."""
         mask = batch.train_mask
         ce = F.cross_entropy(logits[mask], batch.y[mask], reduction="none")
-        return ((self.delta1 + self.delta2 * self.influence[mask]) * ce).mean()
+        influence = self.influence if batch.node_ids is None else self.influence[batch.node_ids]
+        return ((self.delta1 + self.delta2 * influence[mask]) * ce).mean()
 
-    def _teacher_terms(self, batch: DistillationBatch, num_nodes: int) -> tuple[Tensor, Tensor, int]:
-        """``(Q [N, C], sum_e w_j sum_c q_jc log q_jc, |E~|)`` for this batch's teacher."""
+    def _teacher_terms(self, batch: DistillationBatch, num_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Per target node ``i``: ``Q_i = sum_{j -> i} w_j q_j`` ``[N, C]``, the constant
+        ``sum_{j -> i} w_j sum_c q_jc log q_jc`` ``[N]`` and the number of edges into ``i`` ``[N]``.
+
+        With the graph fixed at build time the teacher covers every node of it (``num_nodes`` is
+        the graph's); a batch of some of its nodes (``batch.node_ids``) then reads those rows.
+        """
         teacher = batch.teacher_logits
         edges = batch.edge_index if self.kd_source is None else None
         memo = self._memo
@@ -142,17 +150,54 @@ class InfGraNDLoss(DistillationLoss):
             q = log_q.exp()
             weight = self.gamma1 + self.gamma2 * self.influence[source]
             aggregated = torch.zeros_like(q).index_add_(0, target, weight[:, None] * q[source])
-            constant = (weight.double() * (q * log_q).sum(dim=-1).double()[source]).sum()
-        self._memo = (teacher, teacher._version, edges, aggregated, constant, int(source.numel()))
-        return aggregated, constant, int(source.numel())
+            per_edge = weight.double() * (q * log_q).sum(dim=-1).double()[source]
+            constant = torch.zeros(q.size(0), dtype=torch.float64, device=q.device).index_add_(0, target, per_edge)
+            counts = torch.bincount(target, minlength=q.size(0))
+        self._memo = (teacher, teacher._version, edges, aggregated, constant, counts)
+        return aggregated, constant, counts
 
     def distillation(self, logits: Tensor, batch: DistillationBatch) -> Tensor:
         """``L_kd``: mean over ``A + I``'s edges ``j -> i`` of the influence-weighted
-        ``KL(teacher at v_j || student at v_i)`` at temperature ``tau``."""
-        aggregated, constant, num_edges = self._teacher_terms(batch, logits.size(0))
+        ``KL(teacher at v_j || student at v_i)`` at temperature ``tau``; in a mini-batch, over the
+        edges into the batch's nodes."""
+        ids = batch.node_ids
+        if ids is not None and self.kd_source is not None and ids.numel() < self.influence.numel():
+            return self._batch_distillation(logits, batch)
+        aggregated, constant, counts = self._teacher_terms(batch, logits.size(0))
         log_student = F.log_softmax(logits / self.tau, dim=-1)
         cross = (aggregated.to(log_student.dtype) * log_student).sum()
-        return (constant.to(cross.dtype) - cross) / num_edges
+        return (constant.sum().to(cross.dtype) - cross) / int(counts.sum())
+
+    def _batch_distillation(self, logits: Tensor, batch: DistillationBatch) -> Tensor:
+        """The same term restricted to the edges into ``batch.node_ids``. The batch holds only its
+        own rows of the teacher, so the sources' soft labels come from the whole graph's teacher
+        (``DistillationContext.teacher_logits``) when the loss was built with it, else only the
+        edges whose source is in the batch count."""
+        ids = batch.node_ids
+        source, target = self.kd_source, self.kd_target
+        into = torch.zeros(self.influence.numel(), dtype=torch.bool, device=ids.device)
+        into[ids] = True
+        keep = into[target]
+        source, target = source[keep], target[keep]
+        position = torch.full((self.influence.numel(),), -1, dtype=torch.long, device=ids.device)
+        position[ids] = torch.arange(ids.numel(), device=ids.device)
+        teacher = self.full_teacher
+        with torch.no_grad():
+            if teacher is not None:
+                log_q_all = F.log_softmax(teacher.detach().float() / self.tau, dim=-1)
+                log_q = log_q_all[source]
+            else:  # only sources inside the batch have soft labels here
+                inside = position[source] >= 0
+                source, target = source[inside], target[inside]
+                log_q = F.log_softmax(batch.teacher_logits.detach().float()[position[source]] / self.tau, dim=-1)
+            q = log_q.exp()
+            weight = self.gamma1 + self.gamma2 * self.influence[source]
+            rows = position[target]
+            aggregated = torch.zeros(ids.numel(), q.size(1), device=q.device).index_add_(0, rows, weight[:, None] * q)
+            constant = (weight.double() * (q * log_q).sum(dim=-1).double()).sum()
+        log_student = F.log_softmax(logits / self.tau, dim=-1)
+        cross = (aggregated.to(log_student.dtype) * log_student).sum()
+        return (constant.to(cross.dtype) - cross) / max(int(source.numel()), 1)
 
     def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
         sup = self.supervised(student.logits, batch)
@@ -195,7 +240,8 @@ class InfGraND(DistillationMethod):
         cache_dir = Path(context.cache_dir) / "infgrand" if context.cache_dir is not None else None
         influence = graph_influence(context.x, context.edge_index, cache_dir)
         p = {name: float(self._param(params, name)) for name in ("gamma1", "gamma2", "delta1", "delta2", "tau")}
-        return InfGraNDLoss(influence, context.edge_index, lam=float(self._param(params, "lambda")), **p)
+        return InfGraNDLoss(influence, context.edge_index, lam=float(self._param(params, "lambda")),
+                            teacher_logits=context.teacher_logits, **p)
 
 
 @hookimpl

@@ -1,0 +1,130 @@
+"""SGC (Wu, Souza, Zhang, Fifty, Yu & Weinberger, "Simplifying Graph Convolutional Networks",
+ICML 2019, https://arxiv.org/abs/1902.07153), Eq. 8: ``Y = softmax(S^K X W)``.
+
+``S = D^-1/2 (A + I) D^-1/2`` (the GCN normalisation, computed once per forward) and
+``K = num_layers``. The model applies the linear map first and then propagates ``K`` times,
+``h_0 = X W``, ``h_k = S h_{k-1}``: the same function as ``S^K X W`` (matrix products associate),
+but it propagates ``C`` instead of ``F`` channels.
+
+Deviations from the paper:
+
+* a bias ``b`` is added after the last propagation, ``logits = S^K X W + b``, as PyG's ``SGConv``
+  (the paper has no bias). It is not folded into ``W`` because ``S`` does not preserve constants
+  (``S 1 != 1`` on a graph with unequal degrees);
+* optional dropout on ``X`` before ``W`` (training only; the paper uses none).
+
+This module also holds :func:`layer_in_chunks`, the chunked layer-wise evaluation the families
+that are not a :class:`~gkd_search.families._stack.LayerStack` (SGC, APPNP, GCNII) share.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import SimpleConv
+
+from ..errors import UsageError
+from ..graph_ops import NeighbourhoodIndex, Subgraph
+from ..hookspecs import hookimpl
+from ..types import GraphModel, ModelFamily, ModelOutput
+from ._stack import gcn_normalize, reject_unknown_params
+
+
+def layer_in_chunks(index: NeighbourhoodIndex, chunk_size: int, layer: Callable[[Subgraph], Tensor]) -> Tensor:
+    """One layer's output for every node, computed ``chunk_size`` nodes at a time.
+
+    ``layer(sub)`` returns rows for ``sub.nodes`` (the chunk's seeds first, then their
+    in-neighbours) computed on the chunk's full 1-hop in-neighbourhood ``sub``; the seeds' rows
+    are exact, the others are dropped. This is the loop of
+    :meth:`gkd_search.families._stack.LayerStack.inference` for layers that need more than
+    ``layer(x, edge_index)`` (GCNII's ``x_0``, APPNP's teleport term).
+    """
+    out: Optional[Tensor] = None
+    for sub in index.chunks(chunk_size):
+        rows = layer(sub)[:sub.num_seeds]
+        if out is None:
+            out = rows.new_empty(index.num_nodes, rows.size(-1))
+        out[sub.nodes[:sub.num_seeds]] = rows
+    assert out is not None, "a graph without nodes"
+    return out
+
+
+class SGC(GraphModel):
+    """``logits = S^K (dropout(X) W) + b``; ``hidden = [h_1, ..., h_K]`` (no activation; the bias
+    is in ``h_K``, which is ``logits``).
+
+    Args:
+        in_channels: ``F``.
+        num_classes: ``C``.
+        num_layers: ``K``, the number of propagations (``>= 1``).
+        dropout: dropout on ``X`` (training only).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, num_layers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.num_layers = int(num_layers)
+        self.dropout = float(dropout)
+        self.lin = nn.Linear(in_channels, num_classes, bias=False)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+        self.propagation = SimpleConv(aggr="sum")  # sum_j w_ji h_j, no parameters
+
+    def _step(self, k: int, h: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+        h = self.propagation(h, edge_index, edge_weight)
+        return h + self.bias if k == self.num_layers - 1 else h
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:
+        edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+        h = self.lin(F.dropout(x, p=self.dropout, training=self.training))
+        hidden: list[Tensor] = []
+        for k in range(self.num_layers):
+            h = self._step(k, h, edge_index, edge_weight)
+            hidden.append(h)
+        return ModelOutput(logits=h, hidden=hidden)
+
+    @torch.no_grad()
+    def inference(self, x: Tensor, edge_index: Tensor, edge_type: Optional[Tensor] = None, *,
+                  chunk_size: Optional[int] = None, keep_hidden: bool = True) -> ModelOutput:
+        """One propagation at a time, ``chunk_size`` nodes at a time (see
+        :meth:`GraphModel.inference`); ``S`` is normalised on the whole graph first."""
+        self.eval()
+        num_nodes = x.size(0)
+        if chunk_size is None or num_nodes <= chunk_size:
+            return super().inference(x, edge_index, edge_type, keep_hidden=keep_hidden)
+        edge_index, edge_weight = gcn_normalize(edge_index, num_nodes)
+        index = NeighbourhoodIndex(edge_index, num_nodes)
+        h = self.lin(x)  # row-wise: needs no graph
+        hidden: list[Tensor] = []
+        for k in range(self.num_layers):
+            h = layer_in_chunks(index, chunk_size, lambda sub, k=k, h=h: self._step(
+                k, h[sub.nodes], sub.edge_index, edge_weight[sub.edge_ids]))
+            if keep_hidden:
+                hidden.append(h)
+        return ModelOutput(logits=h, hidden=hidden if keep_hidden else [h])
+
+
+class SGCFamily(ModelFamily):
+    """Simplified graph convolution: ``K = num_layers`` propagations of one linear map.
+
+    ``hidden_channels`` is ignored (there is no hidden width; search spaces record 0).
+    """
+
+    name = "sgc"
+    description = "SGC, Wu et al. 2019"
+    uses_hidden_channels = False
+
+    def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,
+              dropout: float = 0.0, **params: Any) -> GraphModel:
+        reject_unknown_params(self.name, params)
+        if num_layers < 1:
+            raise UsageError(f"sgc: num_layers={num_layers} must be >= 1 (it is K, the number of propagations)")
+        return SGC(in_channels, num_classes, num_layers, dropout)
+
+
+@hookimpl
+def gkd_families() -> list[ModelFamily]:
+    return [SGCFamily()]

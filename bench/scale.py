@@ -22,6 +22,7 @@ Usage::
 
     python bench/scale.py                 # the three sizes (about 20 minutes on 2 cores)
     python bench/scale.py --sizes 0.25    # one size
+    python bench/scale.py --modes         # full-batch vs mini-batch, one trial at full size
     python bench/scale.py --render        # rewrite docs/benchmarks.md from the results file
 
 Writes ``bench/results/scale.json`` (after every size) and the section of ``docs/benchmarks.md``
@@ -153,6 +154,47 @@ def run_size(fraction: float, epochs: int) -> dict[str, Any]:
     }
 
 
+def run_modes(fraction: float, epochs: int) -> list[dict[str, Any]]:
+    """One trial (GraphSAGE-2x64, softkd) at ``fraction`` of arxiv's size, full-batch and on
+    neighbour-sampled mini-batches (1024 seeds, fan-out 10,10), each in a fresh process:
+    seconds per epoch (sampling, training and the full layer-wise validation pass) and the
+    process's peak RSS while training."""
+    code = f"""
+import json, sys, time, torch
+torch.set_num_threads(2)
+from pathlib import Path
+from gkd_search.registry import build_registry
+from gkd_search.teacher import TeacherConfig, get_teacher
+from gkd_search.trial import TrialContext, run_trial
+from gkd_search.latency import LatencyMeasurement, LatencyProtocol
+from gkd_search.distill.minibatch import Batching
+from gkd_search.types import TrialSpec
+reg = build_registry()
+ds = reg.get("dataset", "synthetic").load(None, Path(sys.argv[2]), 0, nodes={round(ARXIV_NODES * fraction)},
+    edges={round(ARXIV_EDGES * fraction)}, features={FEATURES}, classes={CLASSES})
+_, teacher = get_teacher(ds, TeacherConfig.parse("gcn:2:64:epochs=20:patience=20"), reg.get("family", "gcn"), seed=0,
+                         cache_dir=Path(sys.argv[2]), keep_hidden=False)
+ctx = TrialContext(dataset=ds, teacher=teacher, families=reg.families, methods=reg.methods,
+                   latency={{"sage-2x64": LatencyMeasurement(1, 1, 1, 1, 30)}}, budget_ms=10, protocol=LatencyProtocol(),
+                   batching=Batching(mode=sys.argv[1], batch_size=1024, fanout=(10, 10)))
+spec = TrialSpec("sage", 2, 64, method="softkd", method_params={{"tau": 2.0, "alpha": 0.5}},
+                 training={{"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": {epochs}, "patience": {epochs}}})
+r = run_trial(spec, ctx, "mode")
+print("RESULT", json.dumps({{"mode": r.training_mode, "status": r.status, "error": r.error,
+    "seconds_per_epoch": r.train_seconds_per_epoch, "peak_rss_mb": r.peak_rss_mb, "val_acc": r.val_acc}}))
+"""
+    rows = []
+    for mode in ("off", "on"):
+        work = tempfile.mkdtemp(prefix="gkd-scale-mode-")
+        proc = subprocess.run([sys.executable, "-c", code, mode, work], capture_output=True, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT")), None)
+        if line is None:
+            raise SystemExit(f"mode {mode} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        rows.append({"fraction": fraction, "epochs": epochs, **json.loads(line[len("RESULT "):])})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def machine() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -193,6 +235,17 @@ def render(report: dict[str, Any]) -> str:
                       f"({'no faster than linear' if time_ratio <= edge_ratio * 1.05 else 'FASTER than linear'}); "
                       f"the largest peak is {peak:.2f} GB (limit {MEMORY_LIMIT_GB:g} GB: "
                       f"{'met' if peak <= MEMORY_LIMIT_GB else 'NOT met'})."]
+    modes = report.get("modes", [])
+    if modes:
+        lines += ["", f"One trial (GraphSAGE-2x64, softkd, {modes[0]['epochs']} epochs, 2 threads) at "
+                      f"{modes[0]['fraction']:g} x arxiv, full-batch against neighbour-sampled mini-batches "
+                      "(1024 seeds, fan-out 10,10; validation is a full layer-wise pass every epoch):", "",
+                  "| training | s/epoch | peak RSS while training | val acc |", "|---|---|---|---|"]
+        for m in modes:
+            if m["status"] != "ok":
+                lines.append(f"| {m['mode'] or '?'} | failed: {m['error']} | | |")
+            else:
+                lines.append(f"| {m['mode']} | {m['seconds_per_epoch']:.2f} | {m['peak_rss_mb'] / 1024:.2f} GB | {m['val_acc']:.3f} |")
     lines.append(END)
     return "\n".join(lines)
 
@@ -214,9 +267,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", default="0.25,0.5,1", help="fractions of ogbn-arxiv's size")
     parser.add_argument("--epochs", type=int, default=50, help="epochs per trial")
     parser.add_argument("--render", action="store_true", help="only rewrite the docs from the results file")
+    parser.add_argument("--modes", action="store_true", help="only the full-batch vs mini-batch comparison")
     args = parser.parse_args(argv)
     report = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"sizes": []}
-    if not args.render:
+    if args.modes:
+        report["modes"] = run_modes(1.0, 3)
+        RESULTS.write_text(json.dumps(report, indent=1))
+    elif not args.render:
         for fraction in (float(f) for f in args.sizes.split(",")):
             row = run_size(fraction, args.epochs)
             report["sizes"] = [r for r in report["sizes"] if r["fraction"] != fraction] + [row]

@@ -160,3 +160,17 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "--budget-ms must be a positive number of milliseconds, got -1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--fanout", "10,0"], "--fanout '10,0' is not a comma-separated list"),
+    (["--fanout", "ten"], "--fanout 'ten'"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--max-full-batch-gb", "-1"], "--max-full-batch-gb must be positive"),
+    (["--inference-chunk", "0"], "--inference-chunk must be at least 1"),
+    (["--dataset", "cora:normalize_features=maybe"], "normalize_features='maybe' is not true or false"),
+    (["--dataset", "synthetic-hetero:papers=10"], "synthetic-hetero"),
+])
+def test_large_graph_options_are_checked(sandbox, capsys, args, fragment):
+    code, out, err = run_cli(args, capsys)
+    assert_clean_failure(code, out, err, fragment, sandbox=sandbox)

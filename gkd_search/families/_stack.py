@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UsageError
-from ..graph_ops import NeighbourhoodIndex
+from ..graph_ops import NeighbourhoodIndex, Subgraph
 from ..types import GraphModel, ModelOutput
 
 
@@ -41,6 +41,25 @@ def gcn_normalize(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
 
     edge_index, edge_weight = gcn_norm(edge_index, None, num_nodes, add_self_loops=True)
     return edge_index, edge_weight
+
+
+def layer_in_chunks(index: NeighbourhoodIndex, chunk_size: int, layer: Callable[[Subgraph], Tensor]) -> Tensor:
+    """One layer's output for every node, computed ``chunk_size`` nodes at a time.
+
+    ``layer(sub)`` returns rows for ``sub.nodes`` (the chunk's seeds first, then their
+    in-neighbours) computed on the chunk's full 1-hop in-neighbourhood ``sub``; the seeds' rows
+    are exact, the others are dropped. :meth:`LayerStack.inference` uses it for
+    every layer; SGC, APPNP and GCNII for layers that need more than ``layer(x, edge_index)``
+    (GCNII's ``x_0``, APPNP's teleport term).
+    """
+    out: Optional[Tensor] = None
+    for sub in index.chunks(chunk_size):
+        rows = layer(sub)[:sub.num_seeds]
+        if out is None:
+            out = rows.new_empty(index.num_nodes, rows.size(-1))
+        out[sub.nodes[:sub.num_seeds]] = rows
+    assert out is not None, "a graph without nodes"
+    return out
 
 
 class LayerStack(GraphModel):
@@ -115,15 +134,9 @@ class LayerStack(GraphModel):
         hidden: list[Tensor] = []
         h = x
         for i, layer in enumerate(self.layers):
-            out: Optional[Tensor] = None
-            for sub in index.chunks(chunk_size):
-                seeds = sub.nodes[:sub.num_seeds]
-                rows = self._run_layer(layer, h[sub.nodes], sub.edge_index,
-                                   None if edge_weight is None else edge_weight[sub.edge_ids],
-                                   None if edge_type is None else edge_type[sub.edge_ids])[:sub.num_seeds]
-                if out is None:
-                    out = rows.new_empty(num_nodes, rows.size(-1))
-                out[seeds] = rows
+            out = layer_in_chunks(index, chunk_size, lambda sub, layer=layer, h=h: self._run_layer(
+                layer, h[sub.nodes], sub.edge_index, None if edge_weight is None else edge_weight[sub.edge_ids],
+                None if edge_type is None else edge_type[sub.edge_ids]))
             if keep_hidden:
                 hidden.append(out)
             h = self.act(out) if i < len(self.layers) - 1 else out

@@ -25,8 +25,7 @@ from ..graph_ops import NeighbourhoodIndex
 from ..hookspecs import hookimpl
 from ..params import Choice
 from ..types import GraphModel, ModelFamily, ModelOutput
-from ._stack import gcn_normalize, layer_widths, reject_unknown_params
-from .sgc import layer_in_chunks
+from ._stack import gcn_normalize, layer_in_chunks, layer_widths, reject_unknown_params
 
 
 class APPNPModel(GraphModel):

@@ -12,14 +12,11 @@ Deviations from the paper:
   (the paper has no bias). It is not folded into ``W`` because ``S`` does not preserve constants
   (``S 1 != 1`` on a graph with unequal degrees);
 * optional dropout on ``X`` before ``W`` (training only; the paper uses none).
-
-This module also holds :func:`layer_in_chunks`, the chunked layer-wise evaluation the families
-that are not a :class:`~gkd_search.families._stack.LayerStack` (SGC, APPNP, GCNII) share.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,29 +24,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import SimpleConv
 
 from ..errors import UsageError
-from ..graph_ops import NeighbourhoodIndex, Subgraph
+from ..graph_ops import NeighbourhoodIndex
 from ..hookspecs import hookimpl
 from ..types import GraphModel, ModelFamily, ModelOutput
-from ._stack import gcn_normalize, reject_unknown_params
-
-
-def layer_in_chunks(index: NeighbourhoodIndex, chunk_size: int, layer: Callable[[Subgraph], Tensor]) -> Tensor:
-    """One layer's output for every node, computed ``chunk_size`` nodes at a time.
-
-    ``layer(sub)`` returns rows for ``sub.nodes`` (the chunk's seeds first, then their
-    in-neighbours) computed on the chunk's full 1-hop in-neighbourhood ``sub``; the seeds' rows
-    are exact, the others are dropped. This is the loop of
-    :meth:`gkd_search.families._stack.LayerStack.inference` for layers that need more than
-    ``layer(x, edge_index)`` (GCNII's ``x_0``, APPNP's teleport term).
-    """
-    out: Optional[Tensor] = None
-    for sub in index.chunks(chunk_size):
-        rows = layer(sub)[:sub.num_seeds]
-        if out is None:
-            out = rows.new_empty(index.num_nodes, rows.size(-1))
-        out[sub.nodes[:sub.num_seeds]] = rows
-    assert out is not None, "a graph without nodes"
-    return out
+from ._stack import gcn_normalize, layer_in_chunks, reject_unknown_params
 
 
 class SGC(GraphModel):

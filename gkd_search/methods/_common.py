@@ -10,7 +10,10 @@ from torch import Tensor
 
 
 def supervised_cross_entropy(logits: Tensor, y: Tensor, train_mask: Tensor) -> Tensor:
-    """Mean cross-entropy over the labelled (training) nodes."""
+    """Mean cross-entropy over the labelled (training) nodes; 0 (with a zero gradient) when the
+    rows hold none, as a mini-batch of a sparsely labelled graph often does."""
+    if not bool(train_mask.any()):
+        return logits.sum() * 0.0
     return F.cross_entropy(logits[train_mask], y[train_mask])
 
 

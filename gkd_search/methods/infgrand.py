@@ -124,6 +124,8 @@ class InfGraNDLoss(DistillationLoss):
     def supervised(self, logits: Tensor, batch: DistillationBatch) -> Tensor:
         """``L_sup``: cross-entropy on the labelled nodes, weighted by ``delta1 + delta2 * I_g``."""
         mask = batch.train_mask
+        if not bool(mask.any()):  # a mini-batch without labelled nodes
+            return logits.sum() * 0.0
         ce = F.cross_entropy(logits[mask], batch.y[mask], reduction="none")
         influence = self.influence if batch.node_ids is None else self.influence[batch.node_ids]
         return ((self.delta1 + self.delta2 * influence[mask]) * ce).mean()

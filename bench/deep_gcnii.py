@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from _report import write_block
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "deep_gcnii.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:deep-gcnii:start -->", "<!-- bench:deep-gcnii:end -->"
@@ -130,14 +131,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_doc(report: dict[str, Any]) -> None:
-    text = DOC.read_text()
-    block = render(report)
-    if START in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## The 64-layer GCNII teacher on Cora\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_block(DOC, START, END, render(report), "The 64-layer GCNII teacher on Cora")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

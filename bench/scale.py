@@ -35,7 +35,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import psutil
+from _report import cores, cpu_model, write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "scale.json"
@@ -196,15 +196,7 @@ print("RESULT", json.dumps({{"mode": r.training_mode, "status": r.status, "error
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB"
+    return f"{cpu_model()}, {cores()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB"
 
 
 def render(report: dict[str, Any]) -> str:
@@ -251,15 +243,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def write_doc(report: dict[str, Any]) -> None:
-    text = DOC.read_text()
-    block = render(report)
-    if START in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip() + "\n\n## Large graphs: a 10-trial search at ogbn-arxiv scale\n\n" + block + "\n"
-    DOC.write_text(text)
+    write_block(DOC, START, END, render(report), "Large graphs: a 10-trial search at ogbn-arxiv scale")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

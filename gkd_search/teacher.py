@@ -24,7 +24,7 @@ from .distill.loop import TrainingSettings, accuracy, train_model
 from .distill.minibatch import Batching, full_batch_bytes, train_minibatch
 from .errors import UsageError
 from .methods._common import supervised_cross_entropy
-from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters, run_model
+from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters, output_widths
 
 #: Bump when the teacher's training or the cache format changes.
 CACHE_FORMAT = 2
@@ -165,7 +165,7 @@ def get_teacher(
         entry = torch.load(path, weights_only=True)
         model.load_state_dict(entry["state_dict"])
         hidden = list(entry["hidden"])
-        if keep_hidden and len(hidden) < 2 and _num_outputs(model, dataset) > 1:  # cached without hidden layers
+        if keep_hidden and len(hidden) < 2 and len(output_widths(model, dataset.data)) > 1:  # cached without hidden layers
             return model, _outputs(model, dataset, config, True, path, batching, keep_hidden)
         outputs = TeacherOutputs(
             logits=entry["logits"], hidden=hidden if keep_hidden else [entry["logits"]], spec=config.spec,
@@ -195,25 +195,12 @@ def get_teacher(
     return model, outputs
 
 
-def _num_outputs(model: GraphModel, dataset: GraphDataset) -> int:
-    """How many per-layer outputs the model returns (a forward on two isolated nodes)."""
-    with torch.no_grad():
-        model.eval()
-        data = dataset.data
-        edge_type = getattr(data, "edge_type", None)
-        return len(run_model(model, data.x[:2], data.edge_index[:, :0], None if edge_type is None else edge_type[:0]).hidden)
-
-
 def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, dataset: GraphDataset,
            settings: TrainingSettings, batching: Batching, seed: int) -> None:
     """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches."""
     data = dataset.data
     metric = dataset.evaluator or accuracy
-    with torch.no_grad():
-        model.eval()
-        edge_type = getattr(data, "edge_type", None)
-        widths = [int(h.size(-1)) for h in run_model(model, data.x[:2], data.edge_index[:, :0],
-                                                      None if edge_type is None else edge_type[:0]).hidden]
+    widths = output_widths(model, data)
     estimate = full_batch_bytes(widths, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
     if batching.use_minibatch(estimate):
         train_nodes = torch.nonzero(data.train_mask, as_tuple=False).view(-1)

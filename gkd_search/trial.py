@@ -32,7 +32,7 @@ from .types import (
     TrialResult,
     TrialSpec,
     count_parameters,
-    run_model,
+    output_widths,
 )
 
 
@@ -116,9 +116,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         rows, row_edges = _loss_graph(data, None if target is None else target.to(device))
         teacher_logits = ctx.teacher.logits.to(device)
         teacher_hidden = [h.to(device) for h in ctx.teacher.hidden] if "hidden" in method.requires else []
-        with torch.no_grad():
-            model.eval()
-            student_dims = [int(h.size(-1)) for h in run_model(model, data.x[:2], data.edge_index[:, :0]).hidden]
+        student_dims = output_widths(model, data)
         context = DistillationContext(
             num_classes=dataset.num_classes, student_family=spec.family, student_uses_graph=family.uses_graph,
             student_hidden_dims=student_dims, teacher_hidden_dims=[int(h.size(-1)) for h in ctx.teacher.hidden],

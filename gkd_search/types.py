@@ -171,6 +171,16 @@ class GraphModel(nn.Module):
         return out if keep_hidden else ModelOutput(out.logits, [out.logits])
 
 
+@torch.no_grad()
+def output_widths(model: GraphModel, data: Any) -> list[int]:
+    """The width of every entry of the model's ``hidden`` (the last is the number of classes),
+    from an eval-mode forward on two isolated nodes of ``data``."""
+    model.eval()
+    edge_type = getattr(data, "edge_type", None)
+    out = run_model(model, data.x[:2], data.edge_index[:, :0], None if edge_type is None else edge_type[:0])
+    return [int(h.size(-1)) for h in out.hidden]
+
+
 def run_model(model: GraphModel, x: Tensor, edge_index: Optional[Tensor], edge_type: Optional[Tensor] = None) -> ModelOutput:
     """``model(x, edge_index)``, with ``edge_type`` for relational models (RGCN); the relation
     types of a heterogeneous graph are ignored by the others, which see one relation."""

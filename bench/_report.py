@@ -1,0 +1,35 @@
+"""What the benchmark scripts share: the machine's label and writing a generated block into a doc."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (else what ``platform`` knows)."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return model
+
+
+def cores() -> int:
+    return os.cpu_count() or 1
+
+
+def write_block(doc: Path, start: str, end: str, block: str, heading: str) -> None:
+    """Replace the text between the ``start`` and ``end`` markers of ``doc`` with ``block`` (which
+    includes the markers); append it under ``heading`` when the doc has no such markers yet."""
+    text = doc.read_text()
+    if start in text:
+        before, rest = text.split(start, 1)
+        text = before + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
+    doc.write_text(text)

@@ -18,6 +18,7 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import PluginError, UnknownComponentError
+from .validation import validate_component
 
 ENTRY_POINT_GROUP = "gkd_search"
 DISABLE_AUTOLOAD_ENV = "GKD_SEARCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -175,7 +176,8 @@ def _distribution_of(pm: pluggy.PluginManager, plugin_name: str) -> str:
 
 
 def build_registry(pm: Optional[pluggy.PluginManager] = None) -> Registry:
-    """Call every component hook once and index the results; reject duplicate names."""
+    """Call every component hook once and index the results; reject duplicate names and
+    components that break the contract (:mod:`gkd_search.validation`)."""
     pm = pm or get_plugin_manager()
     registry = Registry(pm=pm)
     for kind, hook_name in COMPONENT_HOOKS.items():
@@ -193,6 +195,8 @@ def build_registry(pm: Optional[pluggy.PluginManager] = None) -> Registry:
                         f"{kind} {name!r} is provided twice: by plugin {table[name].plugin!r} and by "
                         f"plugin {plugin_name!r}; block one with --block-plugin NAME"
                     )
-                table[name] = Provided(kind, name, component, plugin_name, _distribution_of(pm, plugin_name))
+                distribution = _distribution_of(pm, plugin_name)
+                validate_component(kind, component, f"plugin {plugin_name!r} ({distribution})")
+                table[name] = Provided(kind, name, component, plugin_name, distribution)
         registry.components[kind] = table
     return registry

@@ -103,13 +103,20 @@ class Choice:
 
 @dataclass(frozen=True)
 class Fixed:
-    """A value that is not searched."""
+    """A value that is not searched.
+
+    ``allowed`` lists the values an option accepts (ABKD's ``distance``: euclidean, cosine); a
+    space file may then set or list only those. Empty: any value of the default's type.
+    """
 
     value: Any
+    allowed: tuple[Any, ...] = ()
 
     def validate(self, where: str) -> None:
         if not isinstance(self.value, (int, float, str, bool)) and self.value is not None:
             raise SpaceError(f"{where}: fixed value {self.value!r} is not a number, string or boolean")
+        if self.allowed and self.value not in self.allowed:
+            raise SpaceError(f"{where}: {self.value!r} is not one of {', '.join(map(repr, self.allowed))}")
 
     def suggest(self, trial: Suggester, name: str) -> Any:
         return self.value
@@ -159,3 +166,28 @@ def check_param_type(param: Any, declared: Param, where: str) -> None:
             raise SpaceError(f"{where}: choice {bad[0]!r} is not a number")
     if isinstance(declared, IntRange) and isinstance(param, FloatRange):
         raise SpaceError(f"{where}: this hyperparameter is an integer; add 'type: int' to the range")
+    if isinstance(declared, Fixed):
+        _check_fixed_option(param, declared, where)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and (isinstance(default, float) or float(value).is_integer())
+    return isinstance(value, type(default))
+
+
+def _check_fixed_option(param: Any, declared: Fixed, where: str) -> None:
+    """A space may set an option (or list values to search), but only values it accepts."""
+    if isinstance(param, (FloatRange, IntRange)):
+        if declared.allowed or not isinstance(declared.value, (int, float)) or isinstance(declared.value, bool):
+            raise SpaceError(f"{where}: this option takes one value or a list of values, not a range")
+        return
+    values = param.choices if isinstance(param, Choice) else (param.value,)
+    for value in values:
+        if declared.allowed and value not in declared.allowed:
+            raise SpaceError(f"{where}: {value!r} is not one of {', '.join(map(repr, declared.allowed))}")
+        if declared.value is not None and not _same_kind(value, declared.value):
+            kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(declared.value), "a value")
+            raise SpaceError(f"{where}: {value!r} is not {kind} (the default is {declared.value!r})")

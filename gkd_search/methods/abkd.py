@@ -133,7 +133,7 @@ class ABKD(DistillationMethod):
         "layer_sample": Fixed(16),
         "last_layer_only": Fixed(False),
         "shared_projection": Fixed(False),
-        "distance": Fixed("euclidean"),
+        "distance": Fixed("euclidean", allowed=("euclidean", "cosine")),
         "subspace": Fixed(True),
         "anchored": Fixed(False),
     }

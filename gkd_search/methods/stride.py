@@ -222,7 +222,7 @@ class STRIDE(DistillationMethod):
         "beta": FloatRange(0.01, 10.0, log=True),
         "d_a": Choice((256, 128, 64, 32)),
         "structure": Choice(STRUCTURES),
-        "variant": Fixed("stride"),
+        "variant": Fixed("stride", allowed=VARIANTS),
         "node_sample": Fixed(256),
         "layer_sample": Fixed(16),
         "structure_nodes": Fixed(32),

@@ -173,7 +173,6 @@ def get_teacher(
             test_acc=float(entry["test_acc"]), from_cache=True, cache_path=str(path),
         )
         return model, outputs
-    data = dataset.data
     settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
                                 patience=config.patience, conv_weight_decay=config.conv_weight_decay)
     _train(model, family, config, dataset, settings, batching, seed)
@@ -191,7 +190,6 @@ def get_teacher(
         },
         path,
     )
-    del data
     return model, outputs
 
 

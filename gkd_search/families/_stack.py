@@ -43,6 +43,13 @@ def gcn_normalize(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
     return edge_index, edge_weight
 
 
+def normalized_index(edge_index: Tensor, num_nodes: int) -> tuple[NeighbourhoodIndex, Tensor]:
+    """The whole graph's GCN-normalised edges as a chunking index, and their weights (which a
+    chunk gathers with ``sub.edge_ids``), for the chunked inference of SGC, APPNP and GCNII."""
+    edge_index, edge_weight = gcn_normalize(edge_index, num_nodes)
+    return NeighbourhoodIndex(edge_index, num_nodes), edge_weight
+
+
 def layer_in_chunks(index: NeighbourhoodIndex, chunk_size: int, layer: Callable[[Subgraph], Tensor]) -> Tensor:
     """One layer's output for every node, computed ``chunk_size`` nodes at a time.
 

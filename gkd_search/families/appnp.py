@@ -21,11 +21,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import APPNP as APPNPPropagation
 
 from ..errors import UsageError
-from ..graph_ops import NeighbourhoodIndex
 from ..hookspecs import hookimpl
 from ..params import Choice
 from ..types import GraphModel, ModelFamily, ModelOutput
-from ._stack import gcn_normalize, layer_in_chunks, layer_widths, reject_unknown_params
+from ._stack import gcn_normalize, layer_in_chunks, layer_widths, normalized_index, reject_unknown_params
 
 
 class APPNPModel(GraphModel):
@@ -85,8 +84,7 @@ class APPNPModel(GraphModel):
         h = self._predict(x, hidden)
         if not keep_hidden:
             hidden.clear()
-        edge_index, edge_weight = gcn_normalize(edge_index, num_nodes)
-        index = NeighbourhoodIndex(edge_index, num_nodes)
+        index, edge_weight = normalized_index(edge_index, num_nodes)
         alpha, z = self.alpha, h
         for _ in range(self.K):  # Z <- (1 - alpha) S Z + alpha H, as PyG's APPNP.forward
             z = layer_in_chunks(index, chunk_size, lambda sub, z=z: (1 - alpha) * self.propagation.propagate(

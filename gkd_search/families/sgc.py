@@ -24,10 +24,9 @@ from torch import Tensor, nn
 from torch_geometric.nn import SimpleConv
 
 from ..errors import UsageError
-from ..graph_ops import NeighbourhoodIndex
 from ..hookspecs import hookimpl
 from ..types import GraphModel, ModelFamily, ModelOutput
-from ._stack import gcn_normalize, layer_in_chunks, reject_unknown_params
+from ._stack import gcn_normalize, layer_in_chunks, normalized_index, reject_unknown_params
 
 
 class SGC(GraphModel):
@@ -73,8 +72,7 @@ class SGC(GraphModel):
         num_nodes = x.size(0)
         if chunk_size is None or num_nodes <= chunk_size:
             return super().inference(x, edge_index, edge_type, keep_hidden=keep_hidden)
-        edge_index, edge_weight = gcn_normalize(edge_index, num_nodes)
-        index = NeighbourhoodIndex(edge_index, num_nodes)
+        index, edge_weight = normalized_index(edge_index, num_nodes)
         h = self.lin(x)  # row-wise: needs no graph
         hidden: list[Tensor] = []
         for k in range(self.num_layers):

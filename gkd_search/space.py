@@ -148,7 +148,8 @@ def load_space(
     epochs: Optional[int] = None,
 ) -> SearchSpace:
     """Read and validate a space file; ``only_*`` restrict it (a method named there but absent
-    from the file joins with its default ranges); ``epochs`` overrides ``training.epochs``."""
+    from the file joins with its default ranges, a family with its ``default_num_layers`` and
+    ``default_hidden_channels``); ``epochs`` overrides ``training.epochs``."""
     path = resolve_space_path(space)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -188,8 +189,11 @@ def load_space(
         for name in only_families:
             if name not in families:
                 raise UnknownComponentError("family", name, list(families))
-            if name not in family_spaces:
-                raise SpaceError(f"{path}: --families names {name!r}, which the space has no depths and widths for")
+            if name not in family_spaces:  # joins with the family's own default grid
+                family = families[name]
+                family_spaces[name] = _load_family(path, name, family, {
+                    "num_layers": list(family.default_num_layers),
+                    "hidden_channels": list(family.default_hidden_channels)})
         family_spaces = {n: fs for n, fs in family_spaces.items() if n in only_families}
     if only_methods:
         for name in only_methods:

@@ -214,6 +214,10 @@ class ModelFamily(ABC):
     #: ``hidden_channels`` between two linears); otherwise search spaces record 0 for one layer
     hidden_channels_at_one_layer: ClassVar[bool] = False
     hyperparameters: ClassVar[Mapping[str, Param]] = {}
+    #: the depths and widths searched when ``--families`` names this family and the space file
+    #: does not list it
+    default_num_layers: ClassVar[tuple[int, ...]] = (1, 2, 3)
+    default_hidden_channels: ClassVar[tuple[int, ...]] = (16, 32, 64, 128)
 
     @abstractmethod
     def build(

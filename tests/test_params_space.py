@@ -260,10 +260,18 @@ def test_only_families_unknown_name(tmp_path, gkd_registry):
         load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["transformer"])
 
 
-def test_only_families_known_but_absent_from_file(tmp_path, gkd_registry):
-    path = write_space(tmp_path, SMALL_SPACE)
-    with pytest.raises(SpaceError, match=re.escape(str(path)) + ": --families names 'sage'"):
-        load(path, gkd_registry, only_families=["sage"])
+def test_only_families_known_but_absent_from_file_joins_with_the_family_defaults(tmp_path, gkd_registry):
+    """``--families sage`` on a space without sage (a plugin's family, typically) searches the
+    family's own default depths and widths, and its declared parameters."""
+    space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["sage", "gat"])
+    sage = gkd_registry.families["sage"]
+    assert space.families["sage"].num_layers == sage.default_num_layers == (1, 2, 3)
+    assert space.families["sage"].hidden_channels == sage.default_hidden_channels
+    assert space.families["gat"].params["heads"] == (1, 2)  # from the file, not the defaults
+    keys = {a.key for a in space.architectures(gkd_registry.families)}
+    assert {"sage-1x0", "sage-3x128"} <= keys
+    sgc = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["sgc"])
+    assert sgc.families["sgc"].hidden_channels == (0,)  # SGC has no hidden width
 
 
 # ------------------------------------------------------------------------------ architectures

@@ -142,13 +142,36 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
         out(f"  mlflow ui --backend-store-uri {uri}")
 
 
+def show_plugin_warnings() -> None:
+    """Print each :class:`~gkd_search.errors.PluginWarning` (a plugin skipped because it failed to
+    import, an observer hook that raised) as one line on stderr, even where every other warning
+    is silenced; call it after any ``warnings.filterwarnings("ignore")``. :func:`main` restores
+    the previous ``warnings.showwarning``."""
+    import warnings
+
+    from .errors import PluginWarning
+
+    warnings.filterwarnings("always", category=PluginWarning)
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PluginWarning):
+            print(f"gkd-search: warning: {message}", file=sys.stderr, flush=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def plugins_command(argv: Sequence[str]) -> int:
     from .registry import build_registry, get_plugin_manager
 
     parser = _Parser(prog="gkd-search plugins", description="List every component and the plugin providing it.")
     parser.add_argument("--block-plugin", action="append", default=[], metavar="NAME")
+    parser.add_argument("--strict-plugins", action="store_true", help="fail when a plugin fails to import")
     args = parser.parse_args(argv)
-    registry = build_registry(get_plugin_manager(blocked=args.block_plugin))
+    show_plugin_warnings()
+    registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))
     rows = [(p.kind, p.name, p.plugin, p.distribution) for p in registry.provided()]
     widths = [max(len(r[i]) for r in rows + [("kind", "name", "plugin", "distribution")]) for i in range(4)]
     header = ("kind", "name", "plugin", "distribution")
@@ -159,9 +182,12 @@ def plugins_command(argv: Sequence[str]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import warnings
+
     argv = list(sys.argv[1:] if argv is None else argv)
     from .errors import GkdError
 
+    showwarning = warnings.showwarning
     try:
         if argv[:1] == ["plugins"]:
             return plugins_command(argv[1:])
@@ -173,6 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("gkd-search: interrupted; the search run was marked KILLED", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        warnings.showwarning = showwarning
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -181,6 +209,7 @@ def _search(args: argparse.Namespace) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
+    show_plugin_warnings()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
     for noisy in ("mlflow", "alembic", "ray", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -40,5 +40,10 @@ class PluginError(GkdError):
     """A plugin that breaks the contract (duplicate names, failed import, bad component)."""
 
 
+class PluginWarning(RuntimeWarning):
+    """A plugin was skipped (it failed to import) or an observer hook raised; gkd-search went on.
+    The CLI prints these as one line on stderr even when other warnings are silenced."""
+
+
 class TrialFailed(GkdError):
     """A trial could not finish (for example its loss became NaN); the search goes on."""

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .errors import PluginWarning
 from .space import Architecture, SearchSpace, suggest_spec
 from .trial import TrialContext, run_trial
 from .types import DistillationMethod, ModelFamily, TrialResult, TrialSpec
@@ -167,6 +168,7 @@ def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent:
     )
     with warnings.catch_warnings(), _interrupt_always_propagates():
         warnings.simplefilter("ignore")
+        warnings.filterwarnings("always", category=PluginWarning)  # an observer hook that raised
         tuner.fit()
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError, UnknownComponentError
+from .errors import PluginError, PluginWarning, UnknownComponentError
 from .validation import validate_component
 
 ENTRY_POINT_GROUP = "gkd_search"
@@ -112,13 +112,25 @@ def load_entry_points(pm: pluggy.PluginManager, *, strict: bool = False) -> list
             message = f"plugin {ep.name!r} from {dist_label} failed to import: {type(exc).__name__}: {exc}"
             if strict:
                 raise PluginError(message) from exc
-            warnings.warn(message + " (skipped)", RuntimeWarning, stacklevel=2)
+            warnings.warn(message + " (skipped)", PluginWarning, stacklevel=2)
             skipped.append(ep.name)
             continue
         pm.register(plugin, name=ep.name)
         pm._gkd_dist = getattr(pm, "_gkd_dist", {})  # type: ignore[attr-defined]
         pm._gkd_dist[ep.name] = dist_label  # type: ignore[attr-defined]
     return skipped
+
+
+def notify(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> None:
+    """Call every implementation of an observer hook (``gkd_trial_finished``,
+    ``gkd_search_finished``) in pluggy's order; one that raises is reported as a warning naming
+    its plugin, and the others and the search go on."""
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        try:
+            impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except Exception as exc:  # an observer's bug must not end a search
+            warnings.warn(f"plugin {impl.plugin_name!r}: {hook_name} raised {type(exc).__name__}: {exc} (ignored)",
+                          PluginWarning, stacklevel=2)
 
 
 @dataclass

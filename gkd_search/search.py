@@ -28,7 +28,7 @@ from .errors import SpaceError, UsageError
 from .graph_ops import parse_fanout
 from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProtocol, hardware_label, measure_all
 from .pareto import pareto_front, select_student
-from .registry import Registry, build_registry
+from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
 from .trial import TrialContext
@@ -288,7 +288,7 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
         started_ray = init_ray(config)
         results = _run_trials(prepared, tracker, reporter, experiment_dir)
         summary = _finish(prepared, tracker, results, time.perf_counter() - started)
-        registry.pm.hook.gkd_search_finished(summary=summary)
+        notify(registry.pm, "gkd_search_finished", summary=summary)
     except KeyboardInterrupt:
         tracker.abort("KILLED", "interrupted by the user")
         raise
@@ -337,7 +337,7 @@ def _run_trials(prepared: Prepared, tracker, reporter: Reporter, experiment_dir:
         results.append(result)
         name = f"trial-{len(results):03d}-{result.spec.architecture_key()}-{result.spec.method}"
         tracker.log_trial(result, prepared.teacher, name)
-        pm.hook.gkd_trial_finished(result=result)
+        notify(pm, "gkd_trial_finished", result=result)
         in_budget = [r for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms]
         best = max((r.val_acc for r in in_budget), default=None)
         reporter.trial(result, len(results), config.trials, len(in_budget), best)

@@ -10,7 +10,7 @@ import pytest
 
 from gkd_search import __version__, hookimpl
 from gkd_search.cli import main
-from gkd_search.errors import PluginError, UnknownComponentError
+from gkd_search.errors import PluginError, PluginWarning, UnknownComponentError
 from gkd_search.params import FloatRange
 from gkd_search.registry import (
     BLOCK_ENV,
@@ -217,12 +217,13 @@ def broken_plugin(tmp_path, monkeypatch):
 
 
 def test_broken_plugin_skipped_with_warning(broken_plugin):
-    with pytest.warns(RuntimeWarning, match=re.escape("plugin 'broken' from gkd-broken-plugin 0.0.1 failed to import")) as record:
+    with pytest.warns(PluginWarning, match=re.escape("plugin 'broken' from gkd-broken-plugin 0.0.1 failed to import")) as record:
         pm = get_plugin_manager()
     assert any("ModuleNotFoundError" in str(w.message) and "skipped" in str(w.message) for w in record)
     assert pm.get_plugin("broken") is None
-    registry = build_registry(pm)  # the others still work
-    assert registry.names("method") == BUILTIN_NAMES["method"]
+    registry = build_registry(pm)  # the others (built-ins and any installed plugin) still work
+    assert set(BUILTIN_NAMES["method"]) <= set(registry.names("method"))
+    assert all(p.plugin != "broken" for p in registry.provided())
 
 
 def test_broken_plugin_strict_raises(broken_plugin):
@@ -255,3 +256,45 @@ def test_cli_plugins_with_block_and_entry_point(demo_plugin, capsys):
     assert ("method", "glnn") not in rows
     assert ("method", "softkd") in rows
     assert "gkd-demo-plugin 1.2.3" in rows[("method", "demo_kd")]
+
+
+# ------------------------------------------------------------------ an installed broken plugin, CLI
+
+
+def _cli(args, site, tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in (BLOCK_ENV, DISABLE_AUTOLOAD_ENV)}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "gkd_search", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_names_the_distribution_of_a_plugin_that_fails_to_import_and_starts_anyway(tmp_path, monkeypatch):
+    """A distribution installed with a broken entry point (its dist-info on the path, as pip
+    leaves it): gkd-search says which plugin of which distribution was skipped, in one line,
+    and works with the others; ``--strict-plugins`` refuses to start."""
+    site = tmp_path / "site"
+    site.mkdir()
+    install_fake_distribution(site, monkeypatch, dist="gkd-broken-plugin", version="0.0.1", ep_name="broken",
+                              source="import a_module_that_does_not_exist_anywhere\n")
+    proc = _cli(["plugins"], site, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if "broken" in line]
+    assert warning == ["gkd-search: warning: plugin 'broken' from gkd-broken-plugin 0.0.1 failed to import: "
+                       "ModuleNotFoundError: No module named 'a_module_that_does_not_exist_anywhere' (skipped)"]
+    assert "Traceback" not in proc.stderr
+    rows = {tuple(line.split()[:2]) for line in proc.stdout.splitlines()[1:]}
+    assert {("method", m) for m in BUILTIN_NAMES["method"]} <= rows
+
+    strict = _cli(["plugins", "--strict-plugins"], site, tmp_path)
+    assert strict.returncode == 2
+    assert strict.stderr.strip().splitlines() == [
+        "gkd-search: error: plugin 'broken' from gkd-broken-plugin 0.0.1 failed to import: "
+        "ModuleNotFoundError: No module named 'a_module_that_does_not_exist_anywhere'"]
+
+    search = _cli(["--strict-plugins", "--dataset", "synthetic", "--trials", "1", "--tracking-uri",
+                   f"sqlite:///{tmp_path}/mlflow.db", "--cache-dir", str(tmp_path / "cache")], site, tmp_path)
+    assert search.returncode == 2 and "gkd-broken-plugin 0.0.1 failed to import" in search.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # stopped before anything was logged

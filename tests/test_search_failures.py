@@ -60,9 +60,22 @@ class Recorder:
         self.summaries.append(summary)
 
 
-def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
+class RaisingObserver:
+    """An observer with a bug: it must not end the search nor hide trials from other observers."""
+
+    @hookimpl
+    def gkd_trial_finished(self, result):
+        raise ValueError("observer bug")
+
+    @hookimpl
+    def gkd_search_finished(self, summary):
+        raise ValueError("observer bug at the end")
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, recwarn):
     recorder = Recorder()
     pm = get_plugin_manager(autoload=False)
+    pm.register(RaisingObserver(), name="raising-observer")
     pm.register(recorder, name="test-recorder")
     registry = build_registry(pm)
     config = SearchConfig(
@@ -85,9 +98,14 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path):
         expected = "loss became nan" if r.spec.method == "nan-loss" else "this method is broken on purpose"
         assert expected in r.error
 
-    # observers saw every trial once, and the end of the search
+    # observers saw every trial once, and the end of the search, despite the raising observer
     assert [r.trial_id for r in recorder.trials] == [r.trial_id for r in summary.results]
     assert recorder.summaries == [summary]
+    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert sum("plugin 'raising-observer': gkd_trial_finished raised ValueError: observer bug (ignored)" in m
+               for m in messages) == 5
+    assert any("plugin 'raising-observer': gkd_search_finished raised ValueError: observer bug at the end" in m
+               for m in messages)
 
     client = MlflowClient(config.tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -12,6 +12,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from gkd_search import hookimpl
+from gkd_search.errors import PluginWarning
 from gkd_search.registry import build_registry, get_plugin_manager
 from gkd_search.search import SearchConfig, run_search
 from gkd_search.types import DistillationLoss, DistillationMethod
@@ -72,7 +73,12 @@ class RaisingObserver:
         raise ValueError("observer bug at the end")
 
 
-def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, recwarn):
+@pytest.fixture(scope="module")
+def observed_search(tmp_path_factory):
+    """A real 5-trial search with broken methods, a recording observer and a raising observer."""
+    import warnings
+
+    tmp_path = tmp_path_factory.mktemp("failures")
     recorder = Recorder()
     pm = get_plugin_manager(autoload=False)
     pm.register(RaisingObserver(), name="raising-observer")
@@ -84,8 +90,30 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, recwarn):
         families=["gcn"], teacher="gcn:2:16:epochs=20", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
         cache_dir=str(tmp_path / "cache"), seed=3,
     )
-    summary = run_search(config, registry)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = run_search(config, registry)
+    messages = [str(w.message) for w in caught if issubclass(w.category, PluginWarning)]
+    return summary, recorder, messages, config, tmp_path
 
+
+def test_hook_gkd_trial_finished_sees_every_trial_once_despite_a_raising_observer(observed_search):
+    summary, recorder, messages, _, _ = observed_search
+    assert [r.trial_id for r in recorder.trials] == [r.trial_id for r in summary.results]
+    assert all(r.run_id for r in recorder.trials)  # called after the trial was logged
+    assert sum("plugin 'raising-observer': gkd_trial_finished raised ValueError: observer bug (ignored)" in m
+               for m in messages) == 5
+
+
+def test_hook_gkd_search_finished_sees_the_summary_once_despite_a_raising_observer(observed_search):
+    summary, recorder, messages, _, _ = observed_search
+    assert recorder.summaries == [summary]
+    assert any("plugin 'raising-observer': gkd_search_finished raised ValueError: observer bug at the end" in m
+               for m in messages)
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(observed_search):
+    summary, recorder, messages, config, tmp_path = observed_search
     assert len(summary.results) == 5
     statuses = {r.spec.method: set() for r in summary.results}
     for r in summary.results:
@@ -97,15 +125,6 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, recwarn):
     for r in failed:
         expected = "loss became nan" if r.spec.method == "nan-loss" else "this method is broken on purpose"
         assert expected in r.error
-
-    # observers saw every trial once, and the end of the search, despite the raising observer
-    assert [r.trial_id for r in recorder.trials] == [r.trial_id for r in summary.results]
-    assert recorder.summaries == [summary]
-    messages = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
-    assert sum("plugin 'raising-observer': gkd_trial_finished raised ValueError: observer bug (ignored)" in m
-               for m in messages) == 5
-    assert any("plugin 'raising-observer': gkd_search_finished raised ValueError: observer bug at the end" in m
-               for m in messages)
 
     client = MlflowClient(config.tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -197,7 +197,13 @@ def build_registry(pm: Optional[pluggy.PluginManager] = None) -> Registry:
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-            components = impl.function() or []
+            where = f"plugin {plugin_name!r} ({_distribution_of(pm, plugin_name)})"
+            try:
+                components = impl.function() or []
+            except Exception as exc:  # e.g. an abstract method left out: the class cannot be instantiated
+                raise PluginError(f"{where}: {hook_name}() raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(components, (list, tuple)):
+                raise PluginError(f"{where}: {hook_name}() must return a list, got {type(components).__name__}")
             for component in components:
                 name = getattr(component, "name", None)
                 if not isinstance(name, str) or not name:

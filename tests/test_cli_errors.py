@@ -70,8 +70,8 @@ def test_unknown_method_lists_known(sandbox, capsys):
 
 
 def test_unknown_teacher_family(sandbox, capsys):
-    code, out, err = run_cli(["--teacher", "gin:2:64"], capsys)
-    assert_clean_failure(code, out, err, "unknown family 'gin'", sandbox=sandbox)
+    code, out, err = run_cli(["--teacher", "transformer:2:64"], capsys)
+    assert_clean_failure(code, out, err, "unknown family 'transformer'", sandbox=sandbox)
 
 
 @pytest.mark.parametrize("budget", ["0", "-5"])

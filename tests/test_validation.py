@@ -140,3 +140,24 @@ def test_the_cli_reports_a_broken_plugin_on_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "plugin 'broken-plugin'" in lines[0] and "'requires' names 'attention'" in lines[0]
+
+
+class _Abstract(DistillationMethod):
+    name = "half-done"  # no build_loss: the class cannot be instantiated
+
+
+def test_a_hook_that_raises_names_the_plugin_and_the_error():
+    plugin = type("Plugin", (), {"gkd_methods": hookimpl(lambda self: [_Abstract()])})()
+    pm = get_plugin_manager(autoload=False)
+    pm.register(plugin, name="my-plugin")
+    with pytest.raises(PluginError, match=r"^plugin 'my-plugin' \(gkd-search [0-9.]+\): gkd_methods\(\) raised TypeError: "
+                                          r"Can't instantiate abstract class _Abstract .*build_loss"):
+        build_registry(pm)
+
+
+def test_a_hook_that_returns_one_component_instead_of_a_list():
+    plugin = type("Plugin", (), {"gkd_families": hookimpl(lambda self: _Family())})()
+    pm = get_plugin_manager(autoload=False)
+    pm.register(plugin, name="my-plugin")
+    with pytest.raises(PluginError, match=r"gkd_families\(\) must return a list, got _Family"):
+        build_registry(pm)

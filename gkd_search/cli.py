@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, default=30, help="number of trials")
     g.add_argument("--epochs", type=int, default=None, help="max training epochs per trial (default: the space's, 200)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler, the teacher, the splits and every student")
-    g.add_argument("--space", default="default", help="search-space YAML file, or a name in search_spaces/")
+    g.add_argument("--space", default="default", help="search-space YAML file, or a name in gkd_search/search_spaces/")
     g.add_argument("--methods", type=_csv, default=None, help="comma-separated methods to search (default: the space's)")
     g.add_argument("--families", type=_csv, default=None, help="comma-separated student families (default: the space's)")
     g.add_argument("--teacher", default=None, help="FAMILY:LAYERS:HIDDEN[:key=value] (default: per dataset)")

@@ -35,7 +35,7 @@ from .errors import SpaceError, UnknownComponentError
 from .params import Choice, Fixed, FloatRange, Param, Suggester, check_param_type, param_from_yaml
 from .types import DistillationMethod, ModelFamily, TrialSpec, architecture_key
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
 TRAINING_DEFAULTS: dict[str, Param] = {
     "lr": FloatRange(0.003, 0.03, log=True),
     "weight_decay": FloatRange(1e-5, 1e-3, log=True),
@@ -112,7 +112,7 @@ class SearchSpace:
 
 
 def resolve_space_path(space: str | Path) -> Path:
-    """A path, or the name of a file in ``search_spaces/`` (``default`` -> ``default.yaml``)."""
+    """A path, or the name of a file in ``gkd_search/search_spaces/`` (``default`` -> ``default.yaml``)."""
     path = Path(space)
     if path.is_file():
         return path
@@ -120,6 +120,9 @@ def resolve_space_path(space: str | Path) -> Path:
     if candidate.is_file():
         return candidate
     known = sorted(p.stem for p in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
+    if not known:
+        raise SpaceError(f"search space {str(space)!r} not found, and no built-in space is installed in {SPACES_DIR}: "
+                         "give a YAML file path, or reinstall gkd-search")
     raise SpaceError(f"search space {str(space)!r} not found: give a YAML file path or one of: {', '.join(known)}")
 
 

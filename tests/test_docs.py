@@ -66,3 +66,18 @@ def test_every_method_is_described_in_docs_methods(gkd_registry):
         assert any(f"`{name}`" in h for h in headings), f"docs/methods.md has no section for method {name!r}"
     for name in gkd_registry.losses:
         assert f"`{name}`" in text
+
+
+def test_every_data_file_of_the_package_is_declared_as_package_data():
+    """A non-editable install (a wheel) carries only ``.py`` files and declared package data: the
+    built-in search spaces must be declared, or ``--space default`` breaks after ``pip install .``."""
+    import fnmatch
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gkd_search"]
+    package = ROOT / "gkd_search"
+    data_files = [p.relative_to(package).as_posix() for p in package.rglob("*")
+                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    assert "search_spaces/default.yaml" in data_files
+    missing = [f for f in data_files if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
+    assert not missing, f"files under gkd_search/ that a wheel would leave out: {missing}"

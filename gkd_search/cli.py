@@ -172,7 +172,7 @@ def plugins_command(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     show_plugin_warnings()
     registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))
-    rows = [(p.kind, p.name, p.plugin, p.distribution) for p in registry.provided()]
+    rows = [(p.kind, p.name, p.plugin, p.distribution) for p in [*registry.provided(), *registry.observers()]]
     widths = [max(len(r[i]) for r in rows + [("kind", "name", "plugin", "distribution")]) for i in range(4)]
     header = ("kind", "name", "plugin", "distribution")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))

@@ -62,6 +62,7 @@ COMPONENT_HOOKS = {
     "loss": "gkd_structural_losses",
     "dataset": "gkd_datasets",
 }
+OBSERVER_HOOKS = ("gkd_trial_finished", "gkd_search_finished")
 
 
 def _blocked_from_env() -> list[str]:
@@ -178,6 +179,15 @@ class Registry:
 
     def provided(self) -> list[Provided]:
         return [p for kind in COMPONENT_HOOKS for p in sorted(self.components[kind].values(), key=lambda p: p.name)]
+
+    def observers(self) -> list[Provided]:
+        """Every implementation of an observer hook, as ``Provided(kind="observer", name=<hook>)``."""
+        found = []
+        for hook_name in OBSERVER_HOOKS:
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                found.append(Provided("observer", hook_name, impl.function, impl.plugin_name,
+                                      _distribution_of(self.pm, impl.plugin_name)))
+        return found
 
 
 def _distribution_of(pm: pluggy.PluginManager, plugin_name: str) -> str:

@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -32,7 +32,7 @@ from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
 from .trial import TrialContext
-from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
+from .types import DatasetSpec, GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
 
 CACHE_ENV = "GKD_CACHE"
 
@@ -121,6 +121,34 @@ def parse_dataset(text: str) -> tuple[str, dict[str, str]]:
     return name.strip().lower(), options
 
 
+def typed_dataset_options(spec: DatasetSpec, options: Mapping[str, str]) -> dict[str, Any]:
+    """The ``--dataset`` options checked against ``spec.options`` and converted to the type of
+    each option's default (``nodes=900`` -> ``900`` when the default is an ``int``; ``true``,
+    ``false``, ``1``, ``0``, ``yes``, ``no`` for a ``bool``); a key ``spec.options`` does not
+    declare is a :class:`UsageError`. Only the options given are returned (``load`` fills in
+    the rest from its defaults)."""
+    known = dict(spec.options)
+    typed: dict[str, Any] = {}
+    for key, text in options.items():
+        if key not in known:
+            raise UsageError(f"{spec.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
+        default = known[key]
+        if isinstance(default, bool):
+            lowered = str(text).strip().lower()
+            if lowered not in ("true", "1", "yes", "false", "0", "no"):
+                raise UsageError(f"{spec.name}: {key}={text!r} is not true or false")
+            typed[key] = lowered in ("true", "1", "yes")
+        elif isinstance(default, (int, float)):
+            kind, convert = ("an integer", int) if isinstance(default, int) else ("a number", float)
+            try:
+                typed[key] = convert(text)
+            except ValueError:
+                raise UsageError(f"{spec.name}: {key}={text!r} is not {kind}") from None
+        else:
+            typed[key] = text
+    return typed
+
+
 class Reporter:
     """Receives progress; the CLI prints it, the default stays silent."""
 
@@ -173,6 +201,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     config.validate()
     dataset_name, dataset_options = parse_dataset(config.dataset)
     dataset_spec = registry.get("dataset", dataset_name)
+    dataset_options = typed_dataset_options(dataset_spec, dataset_options)
     if config.teacher and config.teacher_checkpoint:
         raise UsageError("give either --teacher or --teacher-checkpoint, not both")
     space = load_space(config.space, registry.families, registry.methods, only_families=config.families,

@@ -170,6 +170,10 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     (["--inference-chunk", "0"], "--inference-chunk must be at least 1"),
     (["--dataset", "cora:normalize_features=maybe"], "normalize_features='maybe' is not true or false"),
     (["--dataset", "synthetic-hetero:papers=10"], "synthetic-hetero"),
+    (["--dataset", "synthetic:nodes=lots"], "synthetic: nodes='lots' is not an integer"),
+    (["--dataset", "synthetic:homophily=high"], "synthetic: homophily='high' is not a number"),
+    (["--dataset", "synthetic:colour=red"], "synthetic: unknown option 'colour' (known: nodes, edges, features, classes, homophily)"),
+    (["--dataset", "photo:scale=2"], "photo: unknown option 'scale' (known: none)"),
 ])
 def test_large_graph_options_are_checked(sandbox, capsys, args, fragment):
     code, out, err = run_cli(args, capsys)

@@ -72,8 +72,10 @@ def test_every_data_file_of_the_package_is_declared_as_package_data():
     """A non-editable install (a wheel) carries only ``.py`` files and declared package data: the
     built-in search spaces must be declared, or ``--space default`` breaks after ``pip install .``."""
     import fnmatch
-    import tomllib
 
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gkd_search"]
     package = ROOT / "gkd_search"
     data_files = [p.relative_to(package).as_posix() for p in package.rglob("*")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from gkd_search import hookimpl
@@ -135,3 +136,21 @@ def test_hook_gkd_datasets_adds_a_dataset_value(tmp_path):
     name, options = parse_dataset("ring:nodes=90")
     dataset = registry.get("dataset", name).load(None, tmp_path, 0, **options)
     assert (name, dataset.name, dataset.num_nodes) == ("ring", "ring-90", 90)
+
+
+def test_dataset_options_are_checked_and_typed_before_load():
+    """A plugin's ``load`` gets the options the user gave, converted to their defaults' types."""
+    from gkd_search.errors import UsageError
+    from gkd_search.search import typed_dataset_options
+
+    class Typed(RingDataset):
+        options = {"nodes": 60, "noise": 0.5, "directed": False, "label": "a"}
+
+    got = typed_dataset_options(Typed(), parse_dataset("ring:nodes=90,noise=1e-2,directed=yes,label=b")[1])
+    assert got == {"nodes": 90, "noise": 0.01, "directed": True, "label": "b"}
+    assert type(got["nodes"]) is int and type(got["noise"]) is float
+    assert typed_dataset_options(Typed(), {}) == {}
+    with pytest.raises(UsageError, match="ring: unknown option 'colour' \\(known: nodes, noise, directed, label\\)"):
+        typed_dataset_options(Typed(), {"colour": "red"})
+    with pytest.raises(UsageError, match="ring: directed='maybe' is not true or false"):
+        typed_dataset_options(Typed(), {"directed": "maybe"})

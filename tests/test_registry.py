@@ -140,6 +140,11 @@ class DemoMethod(DistillationMethod):
 @hookimpl
 def gkd_methods():
     return [DemoMethod()]
+
+
+@hookimpl
+def gkd_trial_finished(result):
+    pass
 '''
 
 
@@ -256,6 +261,8 @@ def test_cli_plugins_with_block_and_entry_point(demo_plugin, capsys):
     assert ("method", "glnn") not in rows
     assert ("method", "softkd") in rows
     assert "gkd-demo-plugin 1.2.3" in rows[("method", "demo_kd")]
+    # observers are listed too: nothing else shows that they are registered
+    assert rows[("observer", "gkd_trial_finished")].split()[2:] == ["demo", "gkd-demo-plugin", "1.2.3"]
 
 
 # ------------------------------------------------------------------ an installed broken plugin, CLI

@@ -97,6 +97,14 @@ def test_every_field_of_every_type_a_hook_passes_is_documented(cls):
         assert f"| `{f.name}` |" in text, f"docs/plugins.md, `{cls.__name__}`: field {f.name!r} is not in the table"
 
 
+@pytest.mark.parametrize("cls", DATACLASSES, ids=lambda c: c.__name__)
+def test_every_type_lists_exactly_its_required_fields(cls):
+    required = [f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    line = "Required fields: " + ", ".join(f"`{n}`" for n in required) + "."
+    assert line in section(f"`{cls.__name__}`"), f"docs/plugins.md, `{cls.__name__}`: expected {line!r}"
+
+
 BASES = [types.DistillationMethod, types.DistillationLoss, types.ModelFamily, types.GraphModel, types.StructuralLoss,
          types.StructuralLossModule, types.DatasetSpec]
 

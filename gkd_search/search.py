@@ -205,7 +205,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     if config.teacher and config.teacher_checkpoint:
         raise UsageError("give either --teacher or --teacher-checkpoint, not both")
     space = load_space(config.space, registry.families, registry.methods, only_families=config.families,
-                       only_methods=config.methods, epochs=config.epochs)
+                       only_methods=config.methods, epochs=config.epochs, structural_losses=registry.names("loss"))
     if config.teacher_checkpoint:
         teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
     else:  # --teacher, else the space's teacher, else the dataset's default

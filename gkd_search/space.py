@@ -149,10 +149,13 @@ def load_space(
     only_families: Optional[Sequence[str]] = None,
     only_methods: Optional[Sequence[str]] = None,
     epochs: Optional[int] = None,
+    structural_losses: Optional[Sequence[str]] = None,
 ) -> SearchSpace:
     """Read and validate a space file; ``only_*`` restrict it (a method named there but absent
     from the file joins with its default ranges, a family with its ``default_num_layers`` and
-    ``default_hidden_channels``); ``epochs`` overrides ``training.epochs``."""
+    ``default_hidden_channels``); ``epochs`` overrides ``training.epochs``. With
+    ``structural_losses`` (the registered names), a method's ``structural_loss_options`` may
+    only take those values."""
     path = resolve_space_path(space)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -204,6 +207,9 @@ def load_space(
                 raise UnknownComponentError("method", name, list(methods))
         method_spaces = {n: method_spaces.get(n) or method_hyperparameters(methods[n]) for n in only_methods}
 
+    if structural_losses is not None:
+        for name, params in method_spaces.items():
+            _check_structural_loss_options(path, name, methods[name], params, structural_losses)
     if not family_spaces:
         raise SpaceError(f"{path}: the space has no student family")
     if not method_spaces:
@@ -260,6 +266,17 @@ def _load_method(path: Path, name: str, method: DistillationMethod, body: Mappin
         check_param_type(param, declared[key], where)
         params[key] = param
     return params
+
+
+def _check_structural_loss_options(path: Path, name: str, method: DistillationMethod, params: Mapping[str, Param],
+                                   known: Sequence[str]) -> None:
+    for option in method.structural_loss_options:
+        param = params.get(option)
+        values = param.choices if isinstance(param, Choice) else (param.value,) if isinstance(param, Fixed) else ()
+        for value in values:
+            if value not in known:
+                raise SpaceError(f"{path}: methods.{name}.{option}: {value!r} is not a registered structural loss "
+                                 f"(known: {', '.join(sorted(known))}; a plugin's loss must be installed)")
 
 
 # ------------------------------------------------------------------------------------ sampling

@@ -383,6 +383,10 @@ class DistillationMethod(ABC):
     student_kinds: ClassVar[frozenset[str]] = frozenset({"graph", "graph_free"})
     hyperparameters: ClassVar[Mapping[str, Param]] = {}
 
+    #: options whose values name a registered :class:`StructuralLoss` (STRIDE's ``structure``):
+    #: a space file's values for them are checked against the registry when it loads
+    structural_loss_options: ClassVar[frozenset[str]] = frozenset()
+
     #: whether ``softkd_weight``/``softkd_tau`` may add Hinton's soft-label term to this
     #: method's objective (the "KD + method" rows of Joshi et al. 2022); False for methods
     #: that already are a soft-label loss

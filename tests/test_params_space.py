@@ -413,3 +413,19 @@ def test_method_options_accept_listed_values(tmp_path, gkd_registry):
     space = load_space(str(path), gkd_registry.families, gkd_registry.methods)
     assert space.methods["abkd"]["distance"] == Fixed("cosine")
     assert space.methods["stride"]["variant"] == Choice(("e-stride", "s-stride"))
+
+
+def test_stride_structure_must_name_a_registered_structural_loss(tmp_path, gkd_registry):
+    """STRIDE's ``structure`` takes any registered structural loss (a plugin's too), and a name no
+    plugin registers stops the load instead of failing every trial that draws it."""
+    text = SMALL_SPACE.replace("      none: {}\n", "      none: {}\n      stride: {structure: [gcrd, rkd]}\n")
+    path = write_space(tmp_path, text)
+    losses = gkd_registry.names("loss")
+    with pytest.raises(SpaceError, match=re.escape(f"{path}: methods.stride.structure: 'rkd' is not a registered "
+                                                   "structural loss (known: gcrd, gsp, lsp;")):
+        load(path, gkd_registry, structural_losses=losses)
+    space = load(path, gkd_registry, structural_losses=[*losses, "rkd"])
+    assert space.methods["stride"]["structure"] == Choice(("gcrd", "rkd"))
+    # a blocked built-in loss is caught for the declared default choices too
+    with pytest.raises(SpaceError, match="methods.stride.structure: 'gsp' is not a registered structural loss"):
+        load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_methods=["stride"], structural_losses=["gcrd", "lsp"])

@@ -218,6 +218,7 @@ class STRIDE(DistillationMethod):
              "Networks, 2025 (arXiv:2310.15938v2)")
     description = "ABKD's layer attention over embedding + structural (G-CRD/LSP/GSP) dissimilarities"
     requires = frozenset({"logits", "hidden"})
+    structural_loss_options = frozenset({"structure"})
     hyperparameters: ClassVar[Mapping[str, Param]] = {
         "beta": FloatRange(0.01, 10.0, log=True),
         "d_a": Choice((256, 128, 64, 32)),

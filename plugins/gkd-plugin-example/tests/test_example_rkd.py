@@ -148,3 +148,14 @@ def test_stride_takes_rkd_as_its_structural_term(registry, contract_graph):
     params = {**{k: p.default for k, p in stride.hyperparameters.items()}, "structure": "rkd"}
     value = check_loss(stride, contract_graph, ("gcn", 2, 8, {}), params)
     assert math.isfinite(value)
+
+
+def test_a_space_file_may_choose_rkd_as_strides_structure(registry, tmp_path):
+    from gkd_search.space import load_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text("families:\n  gin: {num_layers: [2], hidden_channels: [16]}\n"
+                    "methods:\n  stride: {structure: [gcrd, rkd]}\n  rkd: {relations: [graph, random]}\n")
+    space = load_space(path, registry.families, registry.methods, structural_losses=registry.names("loss"))
+    assert space.methods["stride"]["structure"].choices == ("gcrd", "rkd")
+    assert space.methods["rkd"]["relations"].choices == ("graph", "random")

@@ -207,7 +207,8 @@ def build_registry(pm: Optional[pluggy.PluginManager] = None) -> Registry:
         hook = getattr(pm.hook, hook_name)
         for impl in hook.get_hookimpls():
             plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-            where = f"plugin {plugin_name!r} ({_distribution_of(pm, plugin_name)})"
+            distribution = _distribution_of(pm, plugin_name)
+            where = f"plugin {plugin_name!r} ({distribution})"
             try:
                 components = impl.function() or []
             except Exception as exc:  # e.g. an abstract method left out: the class cannot be instantiated
@@ -223,8 +224,7 @@ def build_registry(pm: Optional[pluggy.PluginManager] = None) -> Registry:
                         f"{kind} {name!r} is provided twice: by plugin {table[name].plugin!r} and by "
                         f"plugin {plugin_name!r}; block one with --block-plugin NAME"
                     )
-                distribution = _distribution_of(pm, plugin_name)
-                validate_component(kind, component, f"plugin {plugin_name!r} ({distribution})")
+                validate_component(kind, component, where)
                 table[name] = Provided(kind, name, component, plugin_name, distribution)
         registry.components[kind] = table
     return registry

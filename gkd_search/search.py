@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from .datasets._files import resolve_data_root
+from .datasets._options import parse_flag
 from .distill.minibatch import Batching
 from .errors import SpaceError, UsageError
 from .graph_ops import parse_fanout
@@ -134,10 +135,7 @@ def typed_dataset_options(spec: DatasetSpec, options: Mapping[str, str]) -> dict
             raise UsageError(f"{spec.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
         default = known[key]
         if isinstance(default, bool):
-            lowered = str(text).strip().lower()
-            if lowered not in ("true", "1", "yes", "false", "0", "no"):
-                raise UsageError(f"{spec.name}: {key}={text!r} is not true or false")
-            typed[key] = lowered in ("true", "1", "yes")
+            typed[key] = parse_flag(spec.name, key, text)
         elif isinstance(default, (int, float)):
             kind, convert = ("an integer", int) if isinstance(default, int) else ("a number", float)
             try:

@@ -9,6 +9,7 @@ from ..errors import DataMissingError, UsageError
 from ..hookspecs import hookimpl
 from ..types import DatasetSpec, GraphDataset
 from ._files import DATA_ENV, stage_raw_files
+from ._options import parse_flag
 
 _SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
@@ -56,15 +57,7 @@ def _parse_options(name: str, options: dict[str, Any]) -> bool:
     unknown = sorted(set(options) - {"normalize_features"})
     if unknown:
         raise UsageError(f"{name}: unknown option {unknown[0]!r} (known: normalize_features)")
-    value = options.get("normalize_features", False)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise UsageError(f"{name}: normalize_features={value!r} is not true or false")
+    return parse_flag(name, "normalize_features", options.get("normalize_features", False))
 
 
 class Cora(PlanetoidSpec):

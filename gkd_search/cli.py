@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--families", type=_csv, default=None, help="comma-separated student families (default: the space's)")
     g.add_argument("--teacher", default=None, help="FAMILY:LAYERS:HIDDEN[:key=value] (default: per dataset)")
     g.add_argument("--teacher-checkpoint", default=None, help="a teacher checkpoint file instead of training one")
+    g.add_argument("--metric", default=None, choices=["accuracy", "macro-f1", "roc-auc"],
+                   help="validation score the search maximises, selects and reports (default: the dataset's own: "
+                        "OGB's evaluator, else accuracy); roc-auc: binary, or one-vs-rest macro average")
+    g.add_argument("--select", default="one-se", choices=["one-se", "best"],
+                   help="one-se: the smallest student within one standard error of the best validation score; "
+                        "best: the best validation score")
     r = p.add_argument_group("resources")
     r.add_argument("--device", default="cpu", help="cpu or cuda[:N], for trials and latency")
     r.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: CPUs / cpus-per-trial)")
@@ -69,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = p.add_argument_group("tracking and plugins")
     t.add_argument("--tracking-uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
     t.add_argument("--experiment", default="gkd-search", help="MLflow experiment name")
+    t.add_argument("--register-model", default=None, metavar="NAME",
+                   help="MLflow registered model the selected student becomes a new version of (default: gkd-DATASET)")
+    t.add_argument("--no-register-model", action="store_true",
+                   help="log the selected student as an MLflow Model but do not register it")
     t.add_argument("--block-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin (repeatable)")
     t.add_argument("--strict-plugins", action="store_true", help="fail when a plugin fails to import")
     t.add_argument("-q", "--quiet", action="store_true", help="print only the final table")
@@ -94,7 +104,7 @@ class ConsoleReporter:
             return
         arch = f"{result.spec.architecture_key()} {result.spec.method}"
         if result.status == "ok":
-            what = f"val {result.val_acc:.3f} test {result.test_acc:.3f} p50 {result.latency_ms_p50:.2f} ms"
+            what = f"val {result.val_score:.3f} test {result.test_score:.3f} p50 {result.latency_ms_p50:.2f} ms"
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
         else:
@@ -108,32 +118,58 @@ def _collapse_identical(results):
     one configuration twice); the selected one stays visible as its group's representative."""
     groups: dict[tuple, list] = {}
     for r in results:
-        key = (r.spec.architecture_key(), r.spec.method, r.val_acc, r.test_acc, r.latency_ms_p50, r.params)
+        key = (r.spec.architecture_key(), r.spec.method, r.val_score, r.test_score, r.latency_ms_p50, r.params)
         groups.setdefault(key, []).append(r)
     return [(next((r for r in g if r.selected), g[0]), len(g)) for g in groups.values()]
 
 
+def _ratio(numerator, denominator) -> str:
+    return f"{numerator / denominator:.1f}x" if numerator and denominator else "-"
+
+
 def print_summary(summary, reporter: ConsoleReporter) -> None:
     out = reporter._print
-    out("")
-    out(f"Pareto front ({len(summary.pareto)} of {len(summary.results)} trials; val acc up, p50 down, params down):")
-    out(f"  {'':1} {'architecture':<24} {'method':<8} {'val':>6} {'test':>6} {'p50 ms':>8} {'params':>9} {'compress':>9}")
-    for r, count in _collapse_identical(sorted(summary.pareto, key=lambda r: r.latency_ms_p50)):
-        mark = "*" if r.selected else " "
-        ratio = summary.teacher.num_params / r.params
-        repeat = f"  (x{count} identical trials)" if count > 1 else ""
-        out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {r.val_acc:>6.3f} {r.test_acc:>6.3f} "
-            f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {ratio:>8.1f}x{repeat}")
     t = summary.teacher
-    out(f"  teacher {t.spec}: val {t.val_acc:.3f} test {t.test_acc:.3f}, {t.num_params:,} parameters")
+    t_p50 = summary.teacher_latency_ms_p50
+    metric = summary.metric
+    out("")
+    out(f"Pareto front ({len(summary.pareto)} of {len(summary.results)} trials; val {metric} up, p50 down, params down; "
+        f"val/test: {metric}):")
+    out(f"  {'':1} {'architecture':<24} {'method':<8} {'val':>6} {'test':>6} {'p50 ms':>8} {'params':>9} "
+        f"{'smaller':>8} {'faster':>7}")
+    for r, count in _collapse_identical(sorted(summary.pareto, key=lambda r: r.latency_ms_p50)):
+        mark = "*" if r.selected else ("b" if summary.best is r and not r.selected else " ")
+        repeat = f"  (x{count} identical trials)" if count > 1 else ""
+        out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {r.val_score:>6.3f} {r.test_score:>6.3f} "
+            f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {_ratio(t.num_params, r.params):>8} "
+            f"{_ratio(t_p50, r.latency_ms_p50):>7}{repeat}")
+    teacher_p50 = f", p50 {t_p50:.2f} ms" if t_p50 is not None else ""
+    out(f"  teacher {t.spec}: val {t.val_score:.3f} test {t.test_score:.3f}{teacher_p50}, {t.num_params:,} parameters")
     s = summary.selected
     if s is None:
         out(f"No trial finished within {summary.budget_ms:g} ms: nothing selected.")
     else:
-        out(f"Selected (* best val acc within {summary.budget_ms:g} ms): {s.spec.architecture_key()} {s.spec.method}, "
-            f"val {s.val_acc:.3f}, test {s.test_acc:.3f}, p50 {s.latency_ms_p50:.2f} ms, "
-            f"{t.num_params / s.params:.1f}x smaller than the teacher")
+        b = summary.best
+        if summary.select == "one-se":
+            rule = (f"--select one-se: the fewest parameters among trials within one standard error "
+                    f"({summary.tolerance:.3f}) of the best val {metric}")
+        else:
+            rule = f"--select best: the best val {metric}"
+        out(f"Selected (*, {rule}, p50 within {summary.budget_ms:g} ms):")
+        out(f"  {s.spec.architecture_key()} {s.spec.method}: val {s.val_score:.3f}, test {s.test_score:.3f}, "
+            f"p50 {s.latency_ms_p50:.2f} ms, {s.params:,} parameters: {_ratio(t.num_params, s.params)} smaller and "
+            f"{_ratio(t_p50, s.latency_ms_p50)} faster than the teacher")
+        if b is not None and b is not s:
+            out(f"Best-scoring trial (b): {b.spec.architecture_key()} {b.spec.method}: val {b.val_score:.3f}, "
+                f"test {b.test_score:.3f}, p50 {b.latency_ms_p50:.2f} ms, {b.params:,} parameters "
+                f"({_ratio(t.num_params, b.params)} smaller)")
+        elif b is s:
+            out("  it is also the best-scoring trial")
         out(f"  run {s.run_id}; load it with gkd_search.load_student({s.run_id!r})")
+        if summary.model_uri:
+            where = "registered as" if summary.registered_version else "logged as"
+            out(f"  {where} {summary.model_uri}; serve it with: mlflow models serve -m {summary.model_uri} "
+                f"--env-manager local --host 127.0.0.1 --port 5001")
     out(f"Search run {summary.parent_run_id} finished in {summary.seconds:.0f} s. Compare runs:")
     uri = summary.tracking_uri
     if uri.startswith("http"):
@@ -213,6 +249,7 @@ def _search(args: argparse.Namespace) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # mlflow resets its logger on import
     for noisy in ("mlflow", "alembic", "ray", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .errors import UsageError
     from .registry import build_registry, get_plugin_manager
     from .search import SearchConfig, run_search
 
@@ -225,8 +262,11 @@ def _search(args: argparse.Namespace) -> int:
         latency_repeats=args.latency_repeats, latency_threads=args.latency_threads, teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint, cache_dir=args.cache_dir, ray_address=args.ray_address,
         mini_batch=args.mini_batch, batch_size=args.batch_size, fanout=args.fanout,
-        max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk,
+        max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk, metric=args.metric,
+        select=args.select, register_model=args.register_model, register=not args.no_register_model,
     )
+    if args.register_model and args.no_register_model:
+        raise UsageError("give either --register-model or --no-register-model, not both")
     config.validate()
     registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))
     reporter = ConsoleReporter(quiet=args.quiet)

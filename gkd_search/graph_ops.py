@@ -63,6 +63,15 @@ class NeighbourhoodIndex:
         self.rowptr[1:] = torch.cumsum(counts, 0)
         self.num_nodes = num_nodes
 
+    @classmethod
+    def from_csr(cls, rowptr: Tensor, src: Tensor, edge_ids: Tensor) -> NeighbourhoodIndex:
+        """Rebuild an index from its arrays (``rowptr`` ``[N + 1]``, ``src`` and ``edge_ids``
+        ``[E]`` in target order), as a saved serving graph stores it."""
+        index = cls.__new__(cls)
+        index.rowptr, index.src, index.edge_ids = rowptr, src, edge_ids
+        index.num_nodes = int(rowptr.numel()) - 1
+        return index
+
     def in_degree(self, nodes: Tensor) -> Tensor:
         return self.rowptr[nodes + 1] - self.rowptr[nodes]
 

@@ -1,4 +1,4 @@
-"""Plots logged to MLflow: the Pareto plot of a search (validation accuracy against p50
+"""Plots logged to MLflow: the Pareto plot of a search (validation score against p50
 latency) and the layer-pair heatmaps of a trial (ABKD and STRIDE attention and dissimilarity)."""
 
 from __future__ import annotations
@@ -10,26 +10,33 @@ from .types import TrialResult
 
 
 def pareto_plot(results: Sequence[TrialResult], front: Sequence[TrialResult], selected: Optional[TrialResult],
-                budget_ms: float, path: Path, title: str = "") -> Path:
-    """Write a PNG: every finished trial, the front (line), the budget (dashed) and the selected point."""
+                budget_ms: float, path: Path, title: str = "", metric: str = "accuracy",
+                teacher: Optional[tuple[float, float]] = None) -> Path:
+    """Write a PNG: every finished trial's validation score (``metric``) against its p50, the
+    front (line), the budget (dashed), the selected point and, given ``(p50, score)``, the teacher."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in results if r.status == "ok" and r.val_acc is not None]
+    from .pareto import validation_score
+
+    done = [r for r in results if r.status == "ok" and validation_score(r) is not None]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    ax.scatter([r.latency_ms_p50 for r in done], [r.val_acc for r in done], s=22, c="#8aa1b1", label="trials")
+    ax.scatter([r.latency_ms_p50 for r in done], [validation_score(r) for r in done], s=22, c="#8aa1b1", label="trials")
     ordered = sorted(front, key=lambda r: r.latency_ms_p50)
-    ax.plot([r.latency_ms_p50 for r in ordered], [r.val_acc for r in ordered], "o-", c="#1f5f8b", ms=6,
-            label="Pareto front (val acc, latency, params)")
+    ax.plot([r.latency_ms_p50 for r in ordered], [validation_score(r) for r in ordered], "o-", c="#1f5f8b", ms=6,
+            label=f"Pareto front (val {metric}, latency, params)")
     ax.axvline(budget_ms, ls="--", c="#c0392b", label=f"budget {budget_ms:g} ms")
+    if teacher is not None:
+        ax.scatter([teacher[0]], [teacher[1]], marker="D", s=70, c="#7f3c8d", edgecolors="black", zorder=5,
+                   label="teacher")
     if selected is not None:
-        ax.scatter([selected.latency_ms_p50], [selected.val_acc], marker="*", s=260, c="#f1c40f",
+        ax.scatter([selected.latency_ms_p50], [validation_score(selected)], marker="*", s=260, c="#f1c40f",
                    edgecolors="black", zorder=5, label="selected")
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency per request (ms, log scale)")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(f"validation {metric}")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -31,7 +31,7 @@ from .space import Architecture, SearchSpace, suggest_spec
 from .trial import TrialContext, run_trial
 from .types import DistillationMethod, ModelFamily, TrialResult, TrialSpec
 
-METRICS = ["val_acc", "latency_ms_p50"]
+METRICS = ["val_score", "latency_ms_p50"]
 MODES = ["max", "min"]
 
 
@@ -81,7 +81,7 @@ class GkdOptunaSearch(OptunaSearch):
 
 
 def make_searcher(prepared) -> GkdOptunaSearch:
-    """Optuna's TPE sampler, seeded, multi-objective (val_acc up, latency down)."""
+    """Optuna's TPE sampler, seeded, multi-objective (validation score up, latency down)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     trials = prepared.config.trials
     sampler = optuna.samplers.TPESampler(seed=prepared.config.seed, n_startup_trials=min(10, max(2, trials // 3)))
@@ -107,7 +107,7 @@ def trainable(config: dict, context: TrialContext) -> None:
         metrics: dict[str, Any] = {
             "gkd_status": result.status,
             "gkd_result": json.dumps(payload),
-            "val_acc": result.val_acc if result.status == "ok" else nan,
+            "val_score": result.val_score if result.status == "ok" else nan,
             "latency_ms_p50": result.latency_ms_p50 if result.latency_ms_p50 is not None else nan,
         }
         if result.status == "ok":

@@ -28,6 +28,9 @@ BLOCK_ENV = "GKD_SEARCH_BLOCK_PLUGINS"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "gkd_search.datasets.planetoid",
     "gkd_search.datasets.amazon",
+    "gkd_search.datasets.coauthor",
+    "gkd_search.datasets.own_graph",
+    "gkd_search.datasets.pyg_any",
     "gkd_search.datasets.synthetic",
     "gkd_search.datasets.hetero",
     "gkd_search.datasets.ogb",

@@ -28,7 +28,8 @@ from .distill.minibatch import Batching
 from .errors import SpaceError, UsageError
 from .graph_ops import parse_fanout
 from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProtocol, hardware_label, measure_all
-from .pareto import pareto_front, select_student
+from .metrics import ScoreMetric, resolve_metric
+from .pareto import SELECTION_RULES, pareto_front, select
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
@@ -36,6 +37,11 @@ from .trial import TrialContext
 from .types import DatasetSpec, GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
 
 CACHE_ENV = "GKD_CACHE"
+#: the teacher of a dataset that declares none (a user's own graph, ``pyg:``): GCN with the
+#: hyperparameters of Kipf & Welling (2017) but wider, as the co-purchase defaults
+FALLBACK_TEACHER = "gcn:2:256"
+#: ``--dataset PATH`` with one of these suffixes (an existing file) is a graph of the user's own
+GRAPH_FILE_SUFFIXES = (".pt", ".npz")
 
 
 def default_cache_dir() -> Path:
@@ -74,6 +80,14 @@ class SearchConfig:
     fanout: Optional[str] = None
     max_full_batch_gb: float = 4.0
     inference_chunk: int = 32768
+    #: ``accuracy``, ``macro-f1``, ``roc-auc``; ``None``: the dataset's own (OGB's evaluator, else accuracy)
+    metric: Optional[str] = None
+    #: ``one-se`` (the smallest student within one standard error of the best) or ``best``
+    select: str = "one-se"
+    #: the MLflow registered model the selected student becomes a version of (default ``gkd-<dataset>``)
+    register_model: Optional[str] = None
+    #: False: log the selected student as an MLflow Model, but register nothing
+    register: bool = True
 
     def batching(self) -> Batching:
         """Full-batch or mini-batch training (``--mini-batch``, ``--batch-size``, ``--fanout``)."""
@@ -108,10 +122,26 @@ class SearchConfig:
         LatencyProtocol(self.latency_protocol, self.latency_batch, repeats=self.latency_repeats,
                         threads=self.latency_threads, device=self.device)
         self.batching()
+        if self.metric is not None:
+            resolve_metric(self.metric)
+        if self.select not in SELECTION_RULES:
+            raise UsageError(f"--select {self.select!r} is unknown; use one of {', '.join(SELECTION_RULES)}")
+        if self.register_model is not None:
+            check_model_name(self.register_model)
+
+
+def check_model_name(name: str) -> None:
+    """An MLflow registered-model name: not empty, no ``/`` or ``:`` (they break ``models:/`` URIs)."""
+    if not name.strip() or any(c in name for c in "/:") or name != name.strip():
+        raise UsageError(f"--register-model {name!r} is not a usable MLflow model name: give a non-empty name "
+                         "without '/', ':' or surrounding spaces, e.g. gkd-cora")
 
 
 def parse_dataset(text: str) -> tuple[str, dict[str, str]]:
-    """``synthetic:nodes=1000,edges=5000`` -> ``("synthetic", {"nodes": "1000", ...})``."""
+    """``synthetic:nodes=1000,edges=5000`` -> ``("synthetic", {"nodes": "1000", ...})``; a path to
+    an existing ``.pt`` or ``.npz`` file -> ``("file", {"path": text})``."""
+    if Path(text).suffix.lower() in GRAPH_FILE_SUFFIXES and Path(text).expanduser().is_file():
+        return "file", {"path": text}
     name, _, rest = text.partition(":")
     options: dict[str, str] = {}
     for item in filter(None, rest.split(",")):
@@ -131,6 +161,9 @@ def typed_dataset_options(spec: DatasetSpec, options: Mapping[str, str]) -> dict
     known = dict(spec.options)
     typed: dict[str, Any] = {}
     for key, text in options.items():
+        if key not in known and getattr(spec, "passes_other_options", False):
+            typed[key] = text  # the loader passes it on (pyg: the dataset class's constructor)
+            continue
         if key not in known:
             raise UsageError(f"{spec.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
         default = known[key]
@@ -174,6 +207,7 @@ class Prepared:
     tracking_uri: str
     cache_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
+    metric: ScoreMetric = field(default_factory=lambda: resolve_metric(None))
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -181,8 +215,14 @@ class Prepared:
             methods=self.registry.methods, latency=self.latency, budget_ms=self.config.budget_ms,
             protocol=self.protocol, device=self.config.device,
             structural_losses=self.registry.losses, cache_dir=self.cache_dir / "methods",
-            batching=self.config.batching(),
+            batching=self.config.batching(), metric=self.metric,
         )
+
+    def registered_model_name(self) -> Optional[str]:
+        """``--register-model``, else ``gkd-<dataset>``; ``None`` with ``--no-register-model``."""
+        if not self.config.register:
+            return None
+        return self.config.register_model or f"gkd-{self.dataset.name}"
 
     def suggest(self, trial) -> TrialSpec:
         return suggest_spec(trial, self.space, self.feasible, self.registry.families, self.registry.methods,
@@ -207,7 +247,8 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     if config.teacher_checkpoint:
         teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
     else:  # --teacher, else the space's teacher, else the dataset's default
-        teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher)
+        teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher
+                                             or FALLBACK_TEACHER)
     teacher_family = registry.get("family", teacher_config.family)
     architectures = space.architectures(registry.families)
     _check_buildable(architectures, registry)
@@ -221,10 +262,11 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     if check_tracking:  # before any training
         check_tracking_uri(tracking_uri)
     d = dataset.data
+    metric = resolve_metric(config.metric or dataset.metric, dataset.evaluator)
     reporter.message(
         f"dataset {dataset.name}: {dataset.num_nodes:,} nodes, {d.edge_index.size(1):,} edges, "
         f"{dataset.num_features} features, {dataset.num_classes} classes, split "
-        f"{int(d.train_mask.sum())}/{int(d.val_mask.sum())}/{int(d.test_mask.sum())}"
+        f"{int(d.train_mask.sum())}/{int(d.val_mask.sum())}/{int(d.test_mask.sum())}; metric {metric.name}"
     )
 
     start = time.perf_counter()
@@ -233,13 +275,15 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     teacher_model, teacher = get_teacher(
         dataset, teacher_config, teacher_family, seed=config.seed, cache_dir=cache_dir,
         checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
-        batching=config.batching(), keep_hidden=keep_hidden,
+        batching=config.batching(), keep_hidden=keep_hidden, metric=metric,
     )
     timings["teacher_seconds"] = time.perf_counter() - start
     how = "loaded from checkpoint" if config.teacher_checkpoint else (
         "used the cache, no training" if teacher.from_cache else f"trained in {timings['teacher_seconds']:.1f} s")
+    score = "" if metric.name == "accuracy" else (
+        f", val {metric.name} {teacher.val_score:.3f}, test {metric.name} {teacher.test_score:.3f}")
     reporter.message(
-        f"teacher {teacher.spec}: {how}; val acc {teacher.val_acc:.3f}, test acc {teacher.test_acc:.3f}, "
+        f"teacher {teacher.spec}: {how}; val acc {teacher.val_acc:.3f}, test acc {teacher.test_acc:.3f}{score}, "
         f"{teacher.num_params:,} parameters ({teacher.cache_path})"
     )
 
@@ -281,7 +325,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
             f"has p50 {latency[fastest.key].p50_ms:.3f} ms; raise the budget or add smaller architectures"
         )
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
-                    feasible, tracking_uri, cache_dir, timings)
+                    feasible, tracking_uri, cache_dir, timings, metric)
 
 
 def _check_buildable(architectures: list[Architecture], registry: Registry) -> None:
@@ -303,7 +347,8 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
     started = time.perf_counter()
     prepared = prepare(config, registry, reporter)
     registry = prepared.registry
-    tracker = SearchTracker(prepared.tracking_uri, config.experiment)
+    tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,
+                            teacher_latency_ms_p50=prepared.teacher_latency.p50_ms)
     run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker.start(run_name, _parent_params(prepared), prepared.teacher)
     results: list[TrialResult] = []
@@ -344,6 +389,8 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "n_architectures": len(p.architectures), "n_architectures_in_budget": len(p.feasible),
         "mini_batch": c.mini_batch, "batch_size": c.batch_size, "fanout": ",".join(map(str, c.batching().fanout)),
         "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
+        "metric": p.metric.name, "select": c.select, "register_model": p.registered_model_name() or "",
+        "dataset_hash": p.dataset.content_hash(),
     }
 
 
@@ -366,7 +413,7 @@ def _run_trials(prepared: Prepared, tracker, reporter: Reporter, experiment_dir:
         tracker.log_trial(result, prepared.teacher, name)
         notify(pm, "gkd_trial_finished", result=result)
         in_budget = [r for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms]
-        best = max((r.val_acc for r in in_budget), default=None)
+        best = max((r.val_score for r in in_budget), default=None)
         reporter.trial(result, len(results), config.trials, len(in_budget), best)
 
     run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=experiment_dir)
@@ -378,7 +425,8 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
 
     config = prepared.config
     front = pareto_front(results)
-    selected = select_student(results, config.budget_ms)
+    choice = select(results, config.budget_ms, config.select)
+    selected = choice.selected
     for r in front:
         r.pareto = True
     if selected is not None:
@@ -386,26 +434,43 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
     summary = SearchSummary(
         dataset=prepared.dataset.name, budget_ms=config.budget_ms, teacher=prepared.teacher, results=results,
         pareto=front, selected=selected, parent_run_id=tracker.parent_run_id, tracking_uri=prepared.tracking_uri,
-        student_path=selected.checkpoint if selected else None, seconds=seconds,
+        student_path=selected.checkpoint if selected else None, seconds=seconds, metric=prepared.metric.name,
+        select=choice.rule, best=choice.best, tolerance=choice.tolerance,
+        teacher_latency_ms_p50=prepared.teacher_latency.p50_ms,
     )
     workdir = Path(tempfile.mkdtemp(prefix="gkd-search-"))
     try:
         plot = pareto_plot(results, front, selected, config.budget_ms, workdir / "pareto.png",
-                           title=f"{prepared.dataset.name}: teacher {prepared.teacher.spec}")
+                           title=f"{prepared.dataset.name}: teacher {prepared.teacher.spec}", metric=prepared.metric.name,
+                           teacher=(prepared.teacher_latency.p50_ms, prepared.teacher.val_score))
         table = _write_trials_csv(results, workdir / "trials.csv")
         feasible = sum(1 for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms)
         extra = {
             "search_seconds": seconds,
-            "teacher_latency_ms_p50": prepared.teacher_latency.p50_ms,
             "n_ok": sum(r.status == "ok" for r in results),
             "n_failed": sum(r.status == "failed" for r in results),
             "n_over_budget": sum(r.status == "over_budget" for r in results),
+            "select_tolerance": choice.tolerance,
             **{k: v for k, v in prepared.timings.items()},
         }
         if selected is not None:
             extra.update(selected_val_acc=selected.val_acc, selected_test_acc=selected.test_acc,
-                         selected_latency_ms_p50=selected.latency_ms_p50)
-        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra)
+                         selected_val_score=selected.val_score, selected_test_score=selected.test_score,
+                         selected_latency_ms_p50=selected.latency_ms_p50,
+                         selected_compression_ratio=prepared.teacher.num_params / selected.params,
+                         selected_speedup=prepared.teacher_latency.p50_ms / selected.latency_ms_p50)
+        if choice.best is not None:
+            extra.update(best_val_score=choice.best.val_score, best_test_score=choice.best.test_score)
+        checkpoint = Path(selected.checkpoint) if selected is not None and selected.checkpoint else None
+        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra,
+                       end=checkpoint is None)
+        if checkpoint is not None:
+            student_dir, graph_file = _model_files(checkpoint, prepared, workdir)
+            summary.model_uri, summary.registered_version = tracker.log_student_model(
+                summary, student_dir, graph_file, prepared.dataset.num_classes, prepared.registered_model_name(),
+                _lineage(prepared, summary))
+            summary.registered_model = prepared.registered_model_name()
+            tracker.end()
         if selected is not None:
             summary.student_path = f"runs:/{selected.run_id}/student"
     finally:
@@ -413,12 +478,43 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
     return summary
 
 
+def _model_files(checkpoint: Path, prepared: Prepared, workdir: Path) -> tuple[Path, Path]:
+    """The selected student's files as the logged model holds them: ``student/`` (a copy of its
+    checkpoint) and ``graph.pt`` (its :class:`~gkd_search.serving.ServingGraph`)."""
+    from .student import load_student
+
+    student_dir = workdir / "student"
+    shutil.copytree(checkpoint, student_dir)
+    student = load_student(student_dir, registry=prepared.registry)
+    graph_file = workdir / "graph.pt"
+    torch.save(student.serving_graph(prepared.dataset).state(), graph_file)
+    return student_dir, graph_file
+
+
+def _lineage(p: Prepared, summary: SearchSummary) -> dict[str, Any]:
+    """Tags on the registered model version: where the student came from and what it measured."""
+    s = summary.selected
+    return {
+        "gkd.search_run_id": summary.parent_run_id, "gkd.trial_run_id": s.run_id,
+        "gkd.architecture": s.spec.architecture_key(), "gkd.method": s.spec.method,
+        "gkd.teacher": p.teacher.spec, "gkd.teacher_cache_key": p.teacher.cache_key or "",
+        "gkd.dataset": p.dataset.name, "gkd.dataset_hash": p.dataset.content_hash(),
+        "gkd.budget_ms": p.config.budget_ms, "gkd.metric": p.metric.name, "gkd.select": summary.select,
+        "gkd.val_score": s.val_score, "gkd.test_score": s.test_score,
+        "gkd.latency_ms_p50": s.latency_ms_p50, "gkd.latency_protocol": p.protocol.name,
+        "gkd.compression_ratio": round(p.teacher.num_params / s.params, 3),
+        "gkd.speedup": round(p.teacher_latency.p50_ms / s.latency_ms_p50, 3),
+    }
+
+
 def _write_trials_csv(results: list[TrialResult], path: Path) -> Path:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["run_id", "status", "family", "num_layers", "hidden_channels", "method", "val_acc",
-                         "test_acc", "latency_ms_p50", "params", "pareto", "selected"])
+                         "test_acc", "val_score", "test_score", "val_score_se", "latency_ms_p50", "params", "pareto",
+                         "selected"])
         for r in results:
             writer.writerow([r.run_id, r.status, r.spec.family, r.spec.num_layers, r.spec.hidden_channels,
-                             r.spec.method, r.val_acc, r.test_acc, r.latency_ms_p50, r.params, r.pareto, r.selected])
+                             r.spec.method, r.val_acc, r.test_acc, r.val_score, r.test_score, r.val_score_se,
+                             r.latency_ms_p50, r.params, r.pareto, r.selected])
     return path

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from . import __version__
 from .errors import UsageError
+from .serving import ServingGraph
 from .types import DistillationMethod, GraphDataset, GraphModel, ModelFamily, TrialSpec, run_model
 
 CONFIG_FILE = "config.json"
@@ -30,18 +31,25 @@ def build_student(spec: TrialSpec, family: ModelFamily, in_channels: int, num_cl
 
 
 def save_student(model: GraphModel, spec: TrialSpec, dataset: GraphDataset, directory: Path,
-                 metrics: Optional[dict[str, Any]] = None) -> Path:
-    """Write ``config.json`` and ``weights.pt`` into ``directory`` and return it."""
+                 metrics: Optional[dict[str, Any]] = None, fanout: tuple[int, ...] = ()) -> Path:
+    """Write ``config.json`` and ``weights.pt`` into ``directory`` and return it.
+
+    Args:
+        fanout: the neighbours per hop a served request samples (``--fanout``; empty: all), as
+            its latency was measured.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "gkd_search_version": __version__,
         "dataset": dataset.name,
+        "dataset_hash": dataset.content_hash(),
         "in_channels": dataset.num_features,
         "num_classes": dataset.num_classes,
         "num_relations": dataset.num_relations,
         "spec": asdict(spec),
         "metrics": metrics or {},
+        "serving": {"fanout": list(fanout)},
     }
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -56,10 +64,27 @@ class Student:
     model: GraphModel
     config: dict[str, Any]
     method: Optional[DistillationMethod] = None
+    family: Optional[ModelFamily] = None
 
     @property
     def spec(self) -> TrialSpec:
         return TrialSpec(**self.config["spec"])
+
+    @property
+    def num_hops(self) -> int:
+        """How many hops of neighbourhood one prediction reads (0 for a graph-free student)."""
+        spec = self.spec
+        if self.family is None:
+            return spec.num_layers if self.model.uses_graph else 0
+        return self.family.num_hops(spec.num_layers, **spec.family_params)
+
+    def serving_graph(self, dataset: GraphDataset) -> ServingGraph:
+        """The graph as this student is served on it: the features it reads (the method's
+        transform of ``dataset``'s, for InfGraND) and the CSR index, normalised for the model
+        (see :mod:`gkd_search.serving`)."""
+        data = dataset.data
+        return ServingGraph.for_model(self.model, self.features(data.x, data.edge_index), data.edge_index,
+                                      getattr(data, "edge_type", None))
 
     def features(self, x: Tensor, edge_index: Tensor) -> Tensor:
         """The node features the model reads: ``x``, or the method's transform of it."""
@@ -77,20 +102,22 @@ class Student:
         self.model.eval()
         return run_model(self.model, self.features(x, edge_index), edge_index, edge_type).logits
 
-    def evaluate(self, dataset: GraphDataset) -> tuple[float, float]:
-        """``(val, test)`` accuracy on ``dataset``'s split (its official evaluator if it has one)."""
-        from .distill.loop import accuracy
+    def evaluate(self, dataset: GraphDataset, metric: Optional[str] = None) -> tuple[float, float]:
+        """``(val, test)`` scores on ``dataset``'s split: ``metric`` (``accuracy``, ``macro-f1``,
+        ``roc-auc``), by default the one the student was selected by, else the dataset's own."""
+        from .metrics import resolve_metric
 
         data = dataset.data
-        metric = dataset.evaluator or accuracy
+        name = metric or self.config.get("metrics", {}).get("metric") or dataset.metric
+        score = resolve_metric(name, dataset.evaluator)
         logits = self.predict(data.x, data.edge_index, getattr(data, "edge_type", None))
-        return metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask)
+        return score(logits, data.y, data.val_mask), score(logits, data.y, data.test_mask)
 
 
 def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
     from mlflow.tracking import MlflowClient
 
-    from .tracking import resolve_tracking_uri
+    from .tracking import no_progress_bars, resolve_tracking_uri
 
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     try:
@@ -102,10 +129,49 @@ def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
         run_id = selected
     target = Path(tempfile.mkdtemp(prefix="gkd-student-"))
     try:
-        path = client.download_artifacts(run_id, ARTIFACT_DIR, str(target))
+        with no_progress_bars():
+            path = client.download_artifacts(run_id, ARTIFACT_DIR, str(target))
     except Exception:
         raise UsageError(f"MLflow run {run_id} has no saved student (artifact '{ARTIFACT_DIR}/')") from None
     return Path(path)
+
+
+def _model_artifact_uri(uri: str, client) -> str:
+    """Where a ``models:/NAME/VERSION`` or ``models:/<model id>`` URI's files are."""
+    ref = uri[len("models:/"):].strip("/")
+    name, _, version = ref.partition("/")
+    if version:
+        return client.get_model_version_download_uri(name, version)
+    return client.get_logged_model(name).artifact_location
+
+
+def _download_model(uri: str, tracking_uri: Optional[str]) -> Path:
+    """The ``student/`` folder of a logged or registered MLflow model (``models:/NAME/VERSION``,
+    ``models:/<model id>``), found through the model's ``MLmodel`` file."""
+    import mlflow.artifacts
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from .tracking import no_progress_bars, resolve_tracking_uri
+
+    store = resolve_tracking_uri(tracking_uri)
+    target = Path(tempfile.mkdtemp(prefix="gkd-student-"))
+    try:
+        source = _model_artifact_uri(uri, MlflowClient(tracking_uri=store, registry_uri=store))
+        with no_progress_bars():
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target),
+                                                             tracking_uri=store))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot download the model {uri} from {store}: {first}") from None
+    try:
+        mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+        folder = local / mlmodel["flavors"]["python_function"]["artifacts"][ARTIFACT_DIR]["path"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        folder = local / "artifacts" / ARTIFACT_DIR
+    if not (folder / CONFIG_FILE).is_file():
+        raise UsageError(f"the model {uri} is not a gkd-search student (no {ARTIFACT_DIR}/{CONFIG_FILE} among its artifacts)")
+    return folder
 
 
 def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, registry=None) -> Student:
@@ -113,16 +179,20 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
 
     Args:
         source: a folder with ``config.json`` and ``weights.pt``, an MLflow run id (a trial
-            run with a saved student, or a search's parent run: its selected student), or
-            ``runs:/<run id>/student``.
-        tracking_uri: where to find the run (default: ``$MLFLOW_TRACKING_URI`` or
+            run with a saved student, or a search's parent run: its selected student),
+            ``runs:/<run id>/student``, or an MLflow model URI of a registered or logged
+            student (``models:/gkd-cora/1``, ``models:/<model id>``).
+        tracking_uri: where to find the run or model (default: ``$MLFLOW_TRACKING_URI`` or
             ``sqlite:///mlruns/mlflow.db``).
     """
     from .registry import build_registry
 
     if str(source).startswith("runs:/"):
         source = str(source)[len("runs:/"):].split("/")[0]
-    path = Path(source)
+    if str(source).startswith("models:/"):
+        path = _download_model(str(source), tracking_uri)
+    else:
+        path = Path(source)
     if not (path / CONFIG_FILE).is_file():
         if path.exists():
             raise UsageError(f"{path} has no {CONFIG_FILE}: not a saved student")
@@ -139,4 +209,4 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
     if method is None:
         raise UsageError(f"the student was distilled with method {spec.method!r}, which no installed plugin "
                          f"provides; install the plugin that provides it")
-    return Student(model, config, method)
+    return Student(model, config, method, family)

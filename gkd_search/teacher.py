@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .distill.loop import TrainingSettings, accuracy, train_model
+from .distill.loop import TrainingSettings, train_model
 from .distill.minibatch import Batching, full_batch_bytes, train_minibatch
 from .errors import UsageError
 from .methods._common import supervised_cross_entropy
+from .metrics import ScoreMetric, accuracy, resolve_metric
 from .types import GraphDataset, GraphModel, ModelFamily, TeacherOutputs, count_parameters, output_widths
 
 #: Bump when the teacher's training or the cache format changes.
@@ -92,8 +93,8 @@ def build_teacher_model(config: TeacherConfig, family: ModelFamily, dataset: Gra
                         config.hidden_channels, dropout=config.dropout, **dict(config.family_params), **extra)
 
 
-def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int) -> str:
-    """Hash of everything that determines the trained teacher."""
+def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int, metric: str = "accuracy") -> str:
+    """Hash of everything that determines the trained teacher (the metric it early-stops on too)."""
     payload = {
         "dataset": dataset.fingerprint(),
         "config": config.to_json(),
@@ -102,11 +103,36 @@ def cache_key(dataset: GraphDataset, config: TeacherConfig, seed: int) -> str:
         "format": CACHE_FORMAT,
         "torch": torch.__version__.split("+")[0],
     }
+    if metric != "accuracy":
+        payload["metric"] = metric
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _file_key(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _scored(logits: torch.Tensor, hidden: list[torch.Tensor], dataset: GraphDataset, config: TeacherConfig,
+            num_params: int, metric: ScoreMetric, from_cache: bool, path: Optional[Path],
+            key: Optional[str] = None) -> TeacherOutputs:
+    data = dataset.data
+    return TeacherOutputs(
+        logits=logits, hidden=hidden, spec=config.spec, num_params=num_params,
+        val_acc=accuracy(logits, data.y, data.val_mask), test_acc=accuracy(logits, data.y, data.test_mask),
+        from_cache=from_cache, cache_path=str(path) if path else None,
+        val_score=metric(logits, data.y, data.val_mask), test_score=metric(logits, data.y, data.test_mask),
+        metric=metric.name, cache_key=key,
+    )
+
+
 def _outputs(model: GraphModel, dataset: GraphDataset, config: TeacherConfig, from_cache: bool,
-             path: Optional[Path], batching: Batching, keep_hidden: bool) -> TeacherOutputs:
+             path: Optional[Path], batching: Batching, keep_hidden: bool, metric: ScoreMetric,
+             key: Optional[str] = None) -> TeacherOutputs:
     """The teacher's outputs for every node, layer by layer in chunks on a large graph; its hidden
     layers only when a method needs them (``keep_hidden``), else ``hidden == [logits]``."""
     data = dataset.data
@@ -114,13 +140,8 @@ def _outputs(model: GraphModel, dataset: GraphDataset, config: TeacherConfig, fr
         model.eval()
         out = model.inference(data.x, data.edge_index, getattr(data, "edge_type", None),
                               chunk_size=batching.chunk_for(dataset.num_nodes), keep_hidden=keep_hidden)
-    metric = dataset.evaluator or accuracy
-    return TeacherOutputs(
-        logits=out.logits.detach(), hidden=[h.detach() for h in out.hidden], spec=config.spec,
-        num_params=count_parameters(model), val_acc=metric(out.logits, data.y, data.val_mask),
-        test_acc=metric(out.logits, data.y, data.test_mask), from_cache=from_cache,
-        cache_path=str(path) if path else None,
-    )
+    return _scored(out.logits.detach(), [h.detach() for h in out.hidden], dataset, config, count_parameters(model),
+                   metric, from_cache, path, key)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -145,6 +166,7 @@ def get_teacher(
     checkpoint: Optional[Path] = None,
     batching: Optional[Batching] = None,
     keep_hidden: bool = True,
+    metric: Optional[ScoreMetric] = None,
 ) -> tuple[GraphModel, TeacherOutputs]:
     """Return the trained teacher and its outputs, training it only when no cache entry exists.
 
@@ -154,11 +176,16 @@ def get_teacher(
         keep_hidden: compute and keep every layer's output (methods that ``require`` "hidden");
             False keeps only the logits, which on a deep teacher and a large graph is most of
             the memory.
+        metric: the score the teacher early-stops on and reports (``--metric``; default the
+            dataset's own).
     """
     batching = batching or Batching()
+    metric = metric or resolve_metric(dataset.metric, dataset.evaluator)
     if checkpoint is not None:
-        return load_teacher_checkpoint(checkpoint, dataset, family, batching=batching, keep_hidden=keep_hidden)
-    path = cache_dir / "teachers" / f"{dataset.name}-{config.spec.replace(':', '-')}-{cache_key(dataset, config, seed)}.pt"
+        return load_teacher_checkpoint(checkpoint, dataset, family, batching=batching, keep_hidden=keep_hidden,
+                                       metric=metric)
+    key = cache_key(dataset, config, seed, metric.name)
+    path = cache_dir / "teachers" / f"{dataset.name}-{config.spec.replace(':', '-')}-{key}.pt"
     torch.manual_seed(seed)
     model = build_teacher_model(config, family, dataset)
     if path.is_file():
@@ -166,17 +193,14 @@ def get_teacher(
         model.load_state_dict(entry["state_dict"])
         hidden = list(entry["hidden"])
         if keep_hidden and len(hidden) < 2 and len(output_widths(model, dataset.data)) > 1:  # cached without hidden layers
-            return model, _outputs(model, dataset, config, True, path, batching, keep_hidden)
-        outputs = TeacherOutputs(
-            logits=entry["logits"], hidden=hidden if keep_hidden else [entry["logits"]], spec=config.spec,
-            num_params=int(entry["num_params"]), val_acc=float(entry["val_acc"]),
-            test_acc=float(entry["test_acc"]), from_cache=True, cache_path=str(path),
-        )
-        return model, outputs
+            return model, _outputs(model, dataset, config, True, path, batching, keep_hidden, metric, key)
+        logits = entry["logits"]
+        return model, _scored(logits, hidden if keep_hidden else [logits], dataset, config, int(entry["num_params"]),
+                              metric, True, path, key)
     settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
                                 patience=config.patience, conv_weight_decay=config.conv_weight_decay)
-    _train(model, family, config, dataset, settings, batching, seed)
-    outputs = _outputs(model, dataset, config, from_cache=False, path=path, batching=batching, keep_hidden=keep_hidden)
+    _train(model, family, config, dataset, settings, batching, seed, metric)
+    outputs = _outputs(model, dataset, config, False, path, batching, keep_hidden, metric, key)
     _atomic_save(
         {
             "format": CACHE_FORMAT,
@@ -194,10 +218,10 @@ def get_teacher(
 
 
 def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, dataset: GraphDataset,
-           settings: TrainingSettings, batching: Batching, seed: int) -> None:
-    """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches."""
+           settings: TrainingSettings, batching: Batching, seed: int, metric: ScoreMetric) -> None:
+    """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches, early stopping
+    on ``metric``."""
     data = dataset.data
-    metric = dataset.evaluator or accuracy
     widths = output_widths(model, data)
     estimate = full_batch_bytes(widths, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
     if batching.use_minibatch(estimate):
@@ -233,7 +257,7 @@ def read_checkpoint_config(path: Path) -> TeacherConfig:
 
 
 def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFamily, *, batching: Optional[Batching] = None,
-                            keep_hidden: bool = True) -> tuple[GraphModel, TeacherOutputs]:
+                            keep_hidden: bool = True, metric: Optional[ScoreMetric] = None) -> tuple[GraphModel, TeacherOutputs]:
     config = read_checkpoint_config(path)
     model = build_teacher_model(config, family, dataset)
     entry = torch.load(path, weights_only=True)
@@ -242,4 +266,5 @@ def load_teacher_checkpoint(path: Path, dataset: GraphDataset, family: ModelFami
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise UsageError(f"--teacher-checkpoint {path}: weights do not fit {config.spec} on {dataset.name} ({first})") from None
-    return model, _outputs(model, dataset, config, True, Path(path), batching or Batching(), keep_hidden)
+    return model, _outputs(model, dataset, config, True, Path(path), batching or Batching(), keep_hidden,
+                           metric or resolve_metric(dataset.metric, dataset.evaluator), _file_key(Path(path)))

@@ -316,6 +316,9 @@ def check_family(
     * reads no further than ``family.num_hops(num_layers, **params)`` hops: changing the features
       of every node further away leaves a target's output unchanged (the ``request`` latency
       protocol and mini-batch training extract ``num_hops``-hop neighbourhoods);
+    * answers a served request (:func:`gkd_search.serving.answer`: the ``num_hops`` subgraph of
+      the targets, with the whole graph's edge weights when the model has a
+      :attr:`~gkd_search.types.GraphModel.normalize`) with exactly its full-graph outputs;
     * gives the same outputs from :meth:`~gkd_search.types.GraphModel.inference` in chunks of
       nodes (``keep_hidden`` both ways) as from the full forward;
     * reloads from its ``state_dict`` into a freshly built model (how a saved student is loaded);
@@ -323,6 +326,7 @@ def check_family(
     * learns: 60 Adam steps at lr 0.03 lower the cross-entropy by 10% on a learnable labelling.
     """
     from .graph_ops import NeighbourhoodIndex
+    from .serving import ServingGraph, answer
     from .types import GraphModel, ModelOutput, run_model
 
     num_nodes, in_channels, num_classes = 40, 6, 3
@@ -387,6 +391,17 @@ def check_family(
                 assert bool(far.any()), f"{where}: the contract graph is too small to test num_hops() = {hops}"
             else:
                 assert hops == 0, f"{where}: a graph-free family must report num_hops 0, got {hops}"
+
+            # a served request (the latency protocol, the registered MLflow model) answers exactly
+            # the full-graph outputs
+            targets = torch.tensor([0, 7, 19, 7])
+            with torch.no_grad():
+                served = answer(model, ServingGraph.for_model(model, x, edge_index, edge_type_arg), targets, hops)
+            torch.testing.assert_close(
+                served, out.logits[targets], atol=1e-5, rtol=1e-4,
+                msg=lambda m, where=where: f"{where}: a served request (its num_hops() subgraph) differs from the "
+                                          f"full-graph output; a family whose layers normalise by degree must set "
+                                          f"GraphModel.normalize and accept edge_weight=: {m}")
 
             # chunked inference
             model.train()

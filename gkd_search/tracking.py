@@ -7,14 +7,17 @@ Names users and the MLflow UI rely on (parent: ``gkd.role=search``; children: ``
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import urlparse
 
 from .errors import TrackingError
-from .types import SearchSummary, TeacherOutputs, TrialResult
+from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "gkd-search"
@@ -74,6 +77,61 @@ def check_tracking_uri(uri: str) -> None:
         raise TrackingError(f"cannot use the MLflow tracking URI {uri}: {first}") from None
 
 
+@contextlib.contextmanager
+def no_progress_bars():
+    """MLflow's artifact progress bars off for the block (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``)."""
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
+
+
+@contextlib.contextmanager
+def _quiet_mlflow():
+    """MLflow's own chatter while a model is logged (progress bars, "Successfully registered
+    model", hints) stays out of the search's output; what it wrote is shown if logging fails."""
+    import io
+    import logging
+    import warnings
+
+    captured = io.StringIO()
+    loggers = [logging.getLogger(name) for name in ("mlflow", "mlflow.pyfunc", "mlflow.models")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), no_progress_bars(), contextlib.redirect_stderr(captured), \
+                contextlib.redirect_stdout(captured):
+            warnings.simplefilter("ignore")
+            yield
+    except BaseException:
+        sys.stderr.write(captured.getvalue()[-4000:])
+        raise
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _pip_requirements() -> list[str]:
+    """What the logged model needs, pinned to the versions it was logged with (given, not
+    inferred: inference loads the model in a subprocess). gkd-search itself is not on PyPI:
+    serve from an environment where it is installed (``--env-manager local``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in ("gkd-search", "torch", "torch-geometric", "mlflow", "pandas", "scikit-learn"):
+        try:
+            pins.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
 def _fmt(value: Any) -> str:
     text = repr(value) if isinstance(value, float) else str(value)
     return text[:MAX_PARAM_LENGTH]
@@ -97,31 +155,78 @@ def trial_params(result: TrialResult) -> dict[str, str]:
     return {k: _fmt(v) for k, v in params.items()}
 
 
-def trial_metrics(result: TrialResult, teacher: TeacherOutputs) -> dict[str, float]:
+def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
+                  teacher_latency_ms_p50: Optional[float] = None) -> dict[str, float]:
+    """A trial's MLflow metrics; ``speedup`` is the teacher's p50 over the student's, both timed
+    with the same protocol."""
+    speedup = None
+    if teacher_latency_ms_p50 and result.latency_ms_p50:
+        speedup = teacher_latency_ms_p50 / result.latency_ms_p50
     metrics: dict[str, Optional[float]] = {
         "latency_ms_p50": result.latency_ms_p50,
         "latency_ms_p95": result.latency_ms_p95,
         "params": result.params,
         "compression_ratio": teacher.num_params / result.params if result.params else None,
+        "speedup": speedup,
     }
     if result.status == "ok":
         metrics.update(
             val_acc=result.val_acc,
             test_acc=result.test_acc,
+            val_score=result.val_score,
+            test_score=result.test_score,
+            val_score_se=result.val_score_se,
             acc_retention=result.test_acc / teacher.test_acc if teacher.test_acc else None,
             train_seconds=result.train_seconds,
             epochs_run=result.epochs_run,
             train_seconds_per_epoch=result.train_seconds_per_epoch,
             peak_rss_mb=result.peak_rss_mb,
         )
-    return {k: float(v) for k, v in metrics.items() if v is not None}
+    return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+
+
+def dataset_input(dataset: GraphDataset):
+    """The graph as an MLflow input dataset: name, digest (:meth:`GraphDataset.content_hash`),
+    source (the file or data root it came from) and a tensor schema, so the UI's Dataset
+    column shows it."""
+    import warnings
+
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import Schema, TensorSpec
+
+    d = dataset.data
+    schema = Schema([
+        TensorSpec(np.dtype(np.float32), (dataset.num_nodes, dataset.num_features), "x"),
+        TensorSpec(np.dtype(np.int64), (2, int(d.edge_index.size(1))), "edge_index"),
+        TensorSpec(np.dtype(np.int64), (dataset.num_nodes,), "y"),
+    ])
+    if dataset.source:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # several sources match a local path; they are equivalent
+            source = resolve_dataset_source(dataset.source)
+    else:  # generated (synthetic) or downloaded: the code that made it
+        source = CodeDatasetSource(tags={"mlflow.source.name": f"gkd-search dataset {dataset.name}"})
+    return MetaDataset(source, name=dataset.name, digest=dataset.content_hash(), schema=schema)
+
+
+def _dataset_inputs(dataset: Optional[GraphDataset]):
+    if dataset is None:
+        return []
+    from mlflow.entities import DatasetInput, InputTag
+
+    entity = dataset_input(dataset)._to_mlflow_entity()
+    return [DatasetInput(entity, tags=[InputTag("mlflow.data.context", "training")])]
 
 
 class SearchTracker:
     """Writes one search to MLflow. Every child run is created and ended in one call, so an
     interrupted search leaves no child run RUNNING; :meth:`abort` ends the parent as KILLED."""
 
-    def __init__(self, uri: str, experiment: str = DEFAULT_EXPERIMENT) -> None:
+    def __init__(self, uri: str, experiment: str = DEFAULT_EXPERIMENT, dataset: Optional[GraphDataset] = None,
+                 teacher_latency_ms_p50: Optional[float] = None) -> None:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
@@ -129,6 +234,9 @@ class SearchTracker:
         self.experiment_id = self._experiment(experiment)
         self.parent_run_id: Optional[str] = None
         self.trial_runs: dict[str, str] = {}
+        self.dataset = dataset
+        self.teacher_latency_ms_p50 = teacher_latency_ms_p50
+        self._inputs = _dataset_inputs(dataset)
 
     def _experiment(self, name: str) -> str:
         existing = self.client.get_experiment_by_name(name)
@@ -146,12 +254,15 @@ class SearchTracker:
         self.parent_run_id = run.info.run_id
         now = int(time.time() * 1000)
         metrics = {"teacher_val_acc": teacher.val_acc, "teacher_test_acc": teacher.test_acc,
-                   "teacher_params": teacher.num_params}
+                   "teacher_val_score": teacher.val_score, "teacher_test_score": teacher.test_score,
+                   "teacher_params": teacher.num_params, "teacher_latency_ms_p50": self.teacher_latency_ms_p50}
         self.client.log_batch(
             self.parent_run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
             params=[Param(k, _fmt(v)) for k, v in params.items()],
         )
+        if self._inputs:
+            self.client.log_inputs(self.parent_run_id, datasets=self._inputs)
         return self.parent_run_id
 
     def log_trial(self, result: TrialResult, teacher: TeacherOutputs, run_name: str) -> str:
@@ -176,9 +287,12 @@ class SearchTracker:
             now = int(time.time() * 1000)
             self.client.log_batch(
                 run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in trial_metrics(result, teacher).items()],
+                metrics=[Metric(k, v, now, 0) for k, v in
+                         trial_metrics(result, teacher, self.teacher_latency_ms_p50).items()],
                 params=[Param(k, v) for k, v in trial_params(result).items()],
             )
+            if self._inputs:
+                self.client.log_inputs(run_id, datasets=self._inputs)
             if result.matrices:
                 self._log_heatmaps(run_id, result)
         finally:
@@ -200,7 +314,9 @@ class SearchTracker:
             self.client.log_artifacts(run_id, folder, "heatmaps")
 
     def finish(self, summary: SearchSummary, artifacts: Mapping[str, Path], n_feasible: int,
-               extra_metrics: Mapping[str, float]) -> None:
+               extra_metrics: Mapping[str, float], *, end: bool = True) -> None:
+        """Tag the front and the selected trial, log the search's artifacts and metrics and, with
+        ``end``, end the search run (else :meth:`end` does, after :meth:`log_student_model`)."""
         from mlflow.entities import Metric
 
         front_ids = {r.trial_id for r in summary.pareto}
@@ -214,13 +330,70 @@ class SearchTracker:
             self.client.set_tag(self.parent_run_id, "gkd.selected_run_id", summary.selected.run_id)
             if summary.student_path:
                 self.client.log_artifacts(summary.selected.run_id, summary.student_path, "student")
+        if summary.best is not None and summary.best.run_id:
+            self.client.set_tag(self.parent_run_id, "gkd.best_run_id", summary.best.run_id)
         for path in artifacts.values():
             self.client.log_artifact(self.parent_run_id, str(path))
         now = int(time.time() * 1000)
         metrics = {"n_feasible": n_feasible, **extra_metrics}
-        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
+                                                           if v is not None and not math.isnan(float(v))])
+        if end:
+            self.end()
+
+    def end(self) -> None:
+        """Mark the search run finished."""
         self.client.set_tag(self.parent_run_id, "gkd.status", "finished")
         self.client.set_terminated(self.parent_run_id, "FINISHED")
+
+    def log_student_model(self, summary: SearchSummary, student_dir: Path, graph_file: Path, num_classes: int,
+                          register_as: Optional[str], tags: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+        """Log the selected student as an MLflow Model on the search run (``student``, pyfunc
+        flavor: :mod:`gkd_search.pyfunc`) and, with ``register_as``, register it as a new version
+        of that model with ``tags`` (the lineage) on the version. Returns ``(model URI, version)``:
+        ``models:/NAME/VERSION`` when registered, else ``models:/<model id>``."""
+        import mlflow
+        import pandas as pd
+
+        with _quiet_mlflow():  # MLflow hints at type hints when the PythonModel class is defined
+            from . import pyfunc
+
+        selected = summary.selected
+        example = pd.DataFrame({pyfunc.INPUT_COLUMN: [0, 1, 2]})
+        model_metrics = {
+            "val_score": selected.val_score, "test_score": selected.test_score, "val_acc": selected.val_acc,
+            "test_acc": selected.test_acc, "latency_ms_p50": selected.latency_ms_p50,
+            "compression_ratio": summary.teacher.num_params / selected.params if selected.params else None,
+            "speedup": (summary.teacher_latency_ms_p50 / selected.latency_ms_p50
+                        if summary.teacher_latency_ms_p50 and selected.latency_ms_p50 else None),
+        }
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with _quiet_mlflow(), mlflow.start_run(run_id=self.parent_run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="student",
+                    python_model=str(Path(pyfunc.__file__).with_name("_served_model.py")),
+                    artifacts={pyfunc.STUDENT_ARTIFACT: str(student_dir), pyfunc.GRAPH_ARTIFACT: str(graph_file)},
+                    signature=pyfunc.signature(num_classes),
+                    input_example=example,
+                    pip_requirements=_pip_requirements(),
+                    registered_model_name=register_as,
+                    tags={k: _fmt(v) for k, v in tags.items()},
+                )
+                mlflow.log_metrics({k: float(v) for k, v in model_metrics.items() if v is not None},
+                                   model_id=info.model_id)
+        finally:
+            mlflow.set_tracking_uri(previous)
+        version = None
+        uri = info.model_uri
+        if register_as:
+            version = str(info.registered_model_version)
+            for key, value in tags.items():
+                self.client.set_model_version_tag(register_as, version, key, _fmt(value))
+            uri = f"models:/{register_as}/{version}"
+        self.client.set_tag(self.parent_run_id, "gkd.model_uri", uri)
+        return uri, version
 
     def abort(self, status: str = "KILLED", reason: str = "") -> None:
         """End the parent run (``KILLED`` on Ctrl-C, ``FAILED`` on an error)."""

@@ -14,12 +14,13 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .distill.loop import TrainingSettings, accuracy, predict, train_model
+from .distill.loop import TrainingSettings, predict, train_model
 from .distill.minibatch import Batching, full_batch_bytes, induced_edges, select_rows, train_minibatch
 from .distill.objective import build_objective, split_params
 from .distill.resources import PeakMemory
 from .graph_ops import NeighbourhoodIndex
 from .latency import LatencyBench, LatencyMeasurement, LatencyProtocol
+from .metrics import ScoreMetric, accuracy, resolve_metric
 from .student import build_student, save_student
 from .types import (
     DistillationBatch,
@@ -51,6 +52,8 @@ class TrialContext:
     structural_losses: dict[str, StructuralLoss] = field(default_factory=dict)
     cache_dir: Optional[Path] = None
     batching: Batching = field(default_factory=Batching)
+    #: the score trials early-stop on and report as ``val_score``/``test_score`` (``--metric``)
+    metric: ScoreMetric = field(default_factory=lambda: resolve_metric(None))
 
 
 def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build) -> LatencyMeasurement:
@@ -147,7 +150,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
             conv_weight_decay=(None if spec.training.get("conv_weight_decay") is None
                                else float(spec.training["conv_weight_decay"])),
         )
-        metric = dataset.evaluator or accuracy
+        metric = ctx.metric
         estimate = full_batch_bytes(student_dims, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
         minibatch = ctx.batching.use_minibatch(estimate)
         chunk = ctx.batching.chunk_for(dataset.num_nodes)
@@ -164,17 +167,23 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
                 objective = (lambda out: loss(out, batch)) if rows is None else (lambda out: loss(select_rows(out, rows), batch))
                 outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric)
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "after"))
-        result.val_acc, result.test_acc = outcome.val_acc, outcome.test_acc
+        y = data.y
+        result.val_score, result.test_score = outcome.val_score, outcome.test_score
+        result.val_acc = accuracy(outcome.logits, y, data.val_mask)
+        result.test_acc = accuracy(outcome.logits, y, data.test_mask)
+        result.val_score_se = metric.standard_error(outcome.logits, y, data.val_mask, seed=spec.seed)
         result.train_seconds, result.epochs_run = outcome.seconds, outcome.epochs_run
         result.train_seconds_per_epoch = outcome.seconds / max(outcome.epochs_run, 1)
         result.peak_rss_mb = memory.peak_mb
         if save_dir is not None:
             save_student(model.cpu(), spec, dataset, Path(save_dir),
-                         metrics={"val_acc": outcome.val_acc, "test_acc": outcome.test_acc})
+                         metrics={"val_acc": result.val_acc, "test_acc": result.test_acc, "metric": metric.name,
+                                  "val_score": result.val_score, "test_score": result.test_score},
+                         fanout=tuple(ctx.protocol.fanout) if ctx.protocol.name == "request" else ())
             result.checkpoint = str(save_dir)
     except Exception as exc:  # a failing trial never kills the search
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
-        result.val_acc = result.test_acc = None
+        result.val_acc = result.test_acc = result.val_score = result.test_score = result.val_score_se = None
         result.traceback = traceback.format_exc(limit=-8)
     return result

@@ -36,6 +36,10 @@ class GraphDataset:
         evaluator: the dataset's official metric, ``evaluator(logits, y, mask) -> float``
             (OGB's ``Evaluator``); ``None``: accuracy.
         relation_names: names of the relation types, for heterogeneous graphs.
+        metric: the dataset's own ``--metric`` default (``accuracy``, ``macro-f1``,
+            ``roc-auc``); ``None``: its ``evaluator``, else accuracy.
+        source: where the graph came from (a file path, a data root), shown with the MLflow
+            input dataset.
     """
 
     name: str
@@ -43,6 +47,8 @@ class GraphDataset:
     num_classes: int
     evaluator: Optional[Any] = None
     relation_names: tuple[str, ...] = ()
+    metric: Optional[str] = None
+    source: Optional[str] = None
 
     @property
     def num_features(self) -> int:
@@ -70,6 +76,27 @@ class GraphDataset:
         mask = getattr(self.data, "target_mask", None)
         return None if mask is None else torch.nonzero(mask, as_tuple=False).view(-1)
 
+    def content_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of every tensor of the graph that a model or a split
+        reads: features, edges, labels, the masks and, on a heterogeneous graph, edge and node
+        types. The same graph gives the same hash, whatever file it came from. Computed once."""
+        cached = getattr(self, "_content_hash", None)
+        if cached is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for key in ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask", "edge_type", "node_type",
+                        "target_mask"):
+                value = getattr(self.data, key, None)
+                if value is None:
+                    continue
+                tensor = value.detach().contiguous().cpu()
+                digest.update(f"{key}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+                digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+            cached = digest.hexdigest()[:16]
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
+
     def fingerprint(self) -> dict[str, Any]:
         """Cheap content summary used in cache keys (sizes and sums, not a full hash)."""
         d = self.data
@@ -94,14 +121,18 @@ class DatasetSpec(ABC):
 
     Attributes:
         name: the ``--dataset`` value (lower case).
-        default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given.
+        default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given; ``None``
+            for a dataset without a tuned teacher (a user's own graph).
         options: option names accepted after the name (``synthetic:nodes=1000,...``).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    default_teacher: ClassVar[str] = "gcn:2:64"
+    default_teacher: ClassVar[Optional[str]] = "gcn:2:64"
     options: ClassVar[Mapping[str, Any]] = {}
+    #: True: ``--dataset`` keys that ``options`` does not declare reach :meth:`load` as strings
+    #: (``pyg:`` passes them to a PyG dataset class); False: they are an error
+    passes_other_options: ClassVar[bool] = False
 
     @abstractmethod
     def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
@@ -145,6 +176,13 @@ class GraphModel(nn.Module):
 
     uses_graph: bool = True
     relational: bool = False
+    #: the family's edge normalisation, ``normalize(edge_index, num_nodes) -> (edge_index,
+    #: edge_weight)`` (GCN's ``D^-1/2 (A + I) D^-1/2``), or ``None`` when the layers read the raw
+    #: edges. A model with one must accept ``forward(x, edge_index, edge_weight=w)``, meaning
+    #: the edges are already normalised: the serving path (:mod:`gkd_search.serving`) computes
+    #: the weights once on the whole graph, so a request's k-hop subgraph gives exactly the
+    #: full-graph outputs (subgraph degrees would not).
+    normalize: Optional[Any] = None
 
     def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:  # pragma: no cover
         raise NotImplementedError
@@ -181,12 +219,16 @@ def output_widths(model: GraphModel, data: Any) -> list[int]:
     return [int(h.size(-1)) for h in out.hidden]
 
 
-def run_model(model: GraphModel, x: Tensor, edge_index: Optional[Tensor], edge_type: Optional[Tensor] = None) -> ModelOutput:
+def run_model(model: GraphModel, x: Tensor, edge_index: Optional[Tensor], edge_type: Optional[Tensor] = None,
+              edge_weight: Optional[Tensor] = None) -> ModelOutput:
     """``model(x, edge_index)``, with ``edge_type`` for relational models (RGCN); the relation
-    types of a heterogeneous graph are ignored by the others, which see one relation."""
+    types of a heterogeneous graph are ignored by the others, which see one relation.
+    ``edge_weight``: the edges are already normalised by the model's :attr:`GraphModel.normalize`
+    (given only to models that have one)."""
+    kwargs = {} if edge_weight is None else {"edge_weight": edge_weight}
     if getattr(model, "relational", False):
-        return model(x, edge_index, edge_type)
-    return model(x, edge_index)
+        return model(x, edge_index, edge_type, **kwargs)
+    return model(x, edge_index, **kwargs)
 
 
 class ModelFamily(ABC):
@@ -266,6 +308,13 @@ class TeacherOutputs:
     test_acc: float
     from_cache: bool = False
     cache_path: Optional[str] = None
+    #: the search's ``--metric`` on the validation and test nodes (the teacher early-stops on it)
+    val_score: Optional[float] = None
+    test_score: Optional[float] = None
+    metric: str = "accuracy"
+    #: the teacher cache's key (a hash of dataset, config, seed and code version), or of the
+    #: ``--teacher-checkpoint`` file: the lineage of every student distilled from it
+    cache_key: Optional[str] = None
 
 
 #: What a method may ask of the teacher (``DistillationMethod.requires``).
@@ -477,7 +526,10 @@ class TrialResult:
     """The outcome of one trial, as logged to MLflow and passed to ``gkd_trial_finished``.
 
     ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why).
-    Accuracies are fractions in ``[0, 1]``.
+    Accuracies are fractions in ``[0, 1]``; ``val_score`` and ``test_score`` are the search's
+    ``--metric`` (accuracy by default), which the sampler, the Pareto front and the selection
+    use, and ``val_score_se`` its standard error on the validation nodes
+    (:meth:`~gkd_search.metrics.ScoreMetric.standard_error`).
     """
 
     trial_id: str
@@ -488,6 +540,9 @@ class TrialResult:
     params: Optional[int] = None
     val_acc: Optional[float] = None
     test_acc: Optional[float] = None
+    val_score: Optional[float] = None
+    test_score: Optional[float] = None
+    val_score_se: Optional[float] = None
     train_seconds: Optional[float] = None
     epochs_run: Optional[int] = None
     train_seconds_per_epoch: Optional[float] = None
@@ -509,7 +564,10 @@ class SearchSummary:
     """What a finished search produced, passed to ``gkd_search_finished``.
 
     ``student_path`` is the selected student's MLflow artifact, ``runs:/<run id>/student``
-    (``gkd_search.load_student`` accepts it).
+    (``gkd_search.load_student`` accepts it). ``best`` is the best-scoring trial within the
+    budget, which the ``one-se`` rule may pass over for a smaller one within ``tolerance``
+    (one standard error of its validation score); ``model_uri`` is the registered model
+    (``models:/NAME/VERSION``) or the logged one (``models:/<model id>``).
     """
 
     dataset: str
@@ -522,3 +580,11 @@ class SearchSummary:
     tracking_uri: str
     student_path: Optional[str] = None
     seconds: float = 0.0
+    metric: str = "accuracy"
+    select: str = "one-se"
+    best: Optional[TrialResult] = None
+    tolerance: float = 0.0
+    teacher_latency_ms_p50: Optional[float] = None
+    model_uri: Optional[str] = None
+    registered_model: Optional[str] = None
+    registered_version: Optional[str] = None

@@ -54,9 +54,10 @@ class _Wrapped(GraphModel):
     def __init__(self, inner: GraphModel, mutate) -> None:
         super().__init__()
         self.inner, self.mutate = inner, mutate
+        self.normalize = inner.normalize
 
-    def forward(self, x, edge_index):
-        return self.mutate(self.inner(x, edge_index), x, edge_index)
+    def forward(self, x, edge_index, edge_weight=None):
+        return self.mutate(self.inner(x, edge_index, edge_weight=edge_weight), x, edge_index)
 
 
 class _BrokenFamily(ModelFamily):
@@ -95,6 +96,22 @@ def test_check_family_rejects(family, message):
         check_family(family, num_layers=(2,))
 
 
+def test_check_family_rejects_a_degree_normalised_family_that_serves_with_subgraph_degrees():
+    """GCN normalising inside its forward: a served k-hop request would use the subgraph's
+    degrees, so the family must expose ``normalize`` and take ``edge_weight=``."""
+    class SelfNormalising(GraphModel):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, edge_index):
+            return self.inner(x, edge_index)
+
+    family = _BrokenFamily(build_with=SelfNormalising)
+    with pytest.raises(AssertionError, match="served request .* differs from the full-graph output"):
+        check_family(family, num_layers=(2,))
+
+
 def test_check_family_rejects_an_inference_that_differs_from_forward():
     class WrongInference(_Wrapped):
         @torch.no_grad()
@@ -124,8 +141,8 @@ def test_check_family_rejects_a_model_that_cannot_learn():
             super().__init__(inner, lambda out, x, e: out)
             self.scale = nn.Parameter(torch.tensor(1e-4))  # trains, but the logits barely move
 
-        def forward(self, x, edge_index):
-            out = self.inner(x, edge_index)
+        def forward(self, x, edge_index, edge_weight=None):
+            out = self.inner(x, edge_index, edge_weight=edge_weight)
             logits = out.logits.detach() * 0 + self.scale * 0 + self.scale.detach() * out.logits
             return ModelOutput(logits, [*out.hidden[:-1], logits])
 

@@ -11,12 +11,12 @@ from torch_geometric.data import Data
 from torch_geometric.utils import k_hop_subgraph
 
 from gkd_search.errors import UsageError
+from gkd_search.graph_ops import NeighbourhoodIndex
 from gkd_search.latency import (
     LatencyBench,
     LatencyCache,
     LatencyMeasurement,
     LatencyProtocol,
-    NeighbourhoodIndex,
     measure_all,
     request_batches,
 )

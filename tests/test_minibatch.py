@@ -86,12 +86,12 @@ def test_minibatch_training_learns_and_reports_the_full_model(gkd_registry, smal
     outcome = train_minibatch(model, lambda out, ids, _: supervised_cross_entropy(out.logits, data.y[ids], data.train_mask[ids]),
                               data, settings, Batching(mode="on", batch_size=128, fanout=(5, 5), inference_chunk=200),
                               num_hops=2, seed=0)
-    assert outcome.epochs_run == 15 and outcome.val_acc > 0.8  # 3 well-separated classes
+    assert outcome.epochs_run == 15 and outcome.val_score > 0.8  # 3 well-separated classes
     # the reported accuracy is the restored model's full-neighbourhood accuracy
     model.eval()
     with torch.no_grad():
         logits = model(data.x, data.edge_index).logits
-    assert outcome.val_acc == pytest.approx(float((logits[data.val_mask].argmax(-1) == data.y[data.val_mask]).float().mean()))
+    assert outcome.val_score == pytest.approx(float((logits[data.val_mask].argmax(-1) == data.y[data.val_mask]).float().mean()))
 
 
 # --------------------------------------------------------------------------- Cora: mini vs full

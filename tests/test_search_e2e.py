@@ -1,6 +1,7 @@
 """End to end, for real: the CLI runs Ray Tune + Optuna trials on Cora, logs to a real MLflow
-sqlite store, selects and saves a student; a second identical search reuses the teacher and the
-latency table; Ctrl-C leaves no run RUNNING."""
+sqlite store, selects a student (one-se) and registers it as an MLflow Model that
+``mlflow.pyfunc`` loads and ``mlflow models serve`` serves; a second identical search reuses the
+teacher and the latency table and adds a second model version; Ctrl-C leaves no run RUNNING."""
 
 from __future__ import annotations
 
@@ -25,11 +26,15 @@ TINY_SPACE = Path(__file__).parent / "spaces" / "tiny.yaml"
 TRIALS = 6
 
 PARENT_PARAMS = {"dataset", "teacher", "budget_ms", "trials", "space", "seed", "latency_protocol", "latency_batch",
-                 "device", "threads"}
-PARENT_METRICS = {"teacher_val_acc", "teacher_test_acc", "teacher_params", "n_feasible"}
+                 "device", "threads", "metric", "select", "register_model", "dataset_hash"}
+PARENT_METRICS = {"teacher_val_acc", "teacher_test_acc", "teacher_val_score", "teacher_test_score", "teacher_params",
+                  "teacher_latency_ms_p50", "n_feasible", "select_tolerance", "best_val_score"}
 TRIAL_PARAMS = {"family", "num_layers", "hidden_channels", "method", "lr", "weight_decay", "dropout", "epochs", "seed"}
-TRIAL_METRICS = {"val_acc", "test_acc", "latency_ms_p50", "latency_ms_p95", "params", "compression_ratio",
-                 "acc_retention", "train_seconds"}
+TRIAL_METRICS = {"val_acc", "test_acc", "val_score", "test_score", "val_score_se", "latency_ms_p50", "latency_ms_p95",
+                 "params", "compression_ratio", "speedup", "acc_retention", "train_seconds"}
+LINEAGE_TAGS = {"gkd.search_run_id", "gkd.trial_run_id", "gkd.teacher", "gkd.teacher_cache_key", "gkd.dataset",
+                "gkd.dataset_hash", "gkd.budget_ms", "gkd.metric", "gkd.latency_ms_p50", "gkd.compression_ratio",
+                "gkd.speedup", "gkd.select", "gkd.architecture", "gkd.method"}
 METHOD_PARAMS = {"none": set(), "softkd": {"tau", "alpha"}, "glnn": {"lambda"}}
 
 
@@ -82,9 +87,15 @@ def test_cli_prints_progress_front_and_mlflow_command(searches):
     out = searches[0].stdout
     assert f"[  {TRIALS}/{TRIALS}]" in out
     assert "in budget" in out and "best val" in out
-    assert "Pareto front" in out and "Selected (* best val acc within 10 ms)" in out
+    assert "Pareto front" in out and "Selected (*, --select one-se" in out
+    assert "smaller and" in out and "faster than the teacher" in out
+    assert "registered as models:/gkd-cora/1; serve it with: mlflow models serve -m models:/gkd-cora/1" in out
+    assert "registered as models:/gkd-cora/2" in searches[1].stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in out
-    assert "INFO mlflow" not in searches[0].stderr and "Traceback" not in searches[0].stderr
+    for proc in searches:  # MLflow's own chatter (progress bars, hints) stays out
+        assert "INFO mlflow" not in proc.stderr and "Traceback" not in proc.stderr
+        assert "Downloading artifacts" not in proc.stderr + proc.stdout
+        assert "Successfully registered" not in proc.stderr + proc.stdout
 
 
 def test_parent_run_has_every_documented_name(client):
@@ -117,16 +128,33 @@ def test_one_child_run_per_trial_with_every_documented_name(client):
             assert metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
             assert metrics["compression_ratio"] == pytest.approx(teacher_params / metrics["params"])
             assert metrics["acc_retention"] == pytest.approx(metrics["test_acc"] / teacher_test)
+            assert metrics["val_score"] == metrics["val_acc"]  # the default metric is accuracy
+            assert metrics["speedup"] == pytest.approx(parent.data.metrics["teacher_latency_ms_p50"]
+                                                       / metrics["latency_ms_p50"])
+            # binomial standard error on Cora's 500 validation nodes
+            p = metrics["val_acc"]
+            assert metrics["val_score_se"] == pytest.approx((p * (1 - p) / 500) ** 0.5)
+        inputs = run.inputs.dataset_inputs
+        assert [i.dataset.digest for i in inputs] == [parent.data.params["dataset_hash"]]
 
 
-def test_exactly_one_selected_run_with_the_best_validation_accuracy_in_budget(client):
+def test_exactly_one_selected_run_the_smallest_within_one_standard_error_of_the_best(client):
     _, parent, children = parents_and_children(client)
     selected = [r for r in children if r.data.tags.get("gkd.selected") == "true"]
     assert len(selected) == 1
+    chosen = selected[0].data.metrics
     ok = [r for r in children if r.data.tags["gkd.status"] == "ok" and r.data.metrics["latency_ms_p50"] <= 10]
-    assert selected[0].data.metrics["val_acc"] == max(r.data.metrics["val_acc"] for r in ok)
+    best = max(ok, key=lambda r: (r.data.metrics["val_score"], -r.data.metrics["latency_ms_p50"]))
+    tolerance = best.data.metrics["val_score_se"]
+    assert parent.data.metrics["select_tolerance"] == pytest.approx(tolerance)
+    assert parent.data.tags["gkd.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_val_score"] == best.data.metrics["val_score"]
+    close = [r for r in ok if r.data.metrics["val_score"] >= best.data.metrics["val_score"] - tolerance - 1e-12]
+    assert chosen["val_score"] >= best.data.metrics["val_score"] - tolerance - 1e-12
+    assert chosen["params"] == min(r.data.metrics["params"] for r in close)
     assert selected[0].data.tags["gkd.pareto"] == "true"
     assert parent.data.tags["gkd.selected_run_id"] == selected[0].info.run_id
+    assert parent.data.params["select"] == "one-se" and parent.data.params["metric"] == "accuracy"
     assert parent.data.metrics["n_feasible"] == len(ok)
 
 
@@ -183,3 +211,105 @@ def test_ctrl_c_leaves_no_run_running(workdir, searches):
     assert len(parent) == 1 and parent[0].info.status == "KILLED"
     assert len(runs) >= 2
     assert all(r.info.status != "RUNNING" for r in runs)
+
+
+# ------------------------------------------------------------------ the registered MLflow model
+
+
+def _cora(workdir):
+    return build_registry().get("dataset", "cora").load(SHARED_DATA, workdir / "cache" / "datasets", 0)
+
+
+def test_one_registered_version_per_search_with_lineage_tags(client):
+    parents, _, _ = parents_and_children(client)
+    versions = sorted(client.search_model_versions("name='gkd-cora'"), key=lambda v: int(v.version))
+    assert [str(v.version) for v in versions] == ["1", "2"]
+    for version, parent in zip(versions, parents):
+        tags = version.tags
+        assert LINEAGE_TAGS <= set(tags)
+        assert tags["gkd.search_run_id"] == parent.info.run_id == version.run_id
+        assert tags["gkd.trial_run_id"] == parent.data.tags["gkd.selected_run_id"]
+        assert tags["gkd.dataset"] == "cora" and tags["gkd.dataset_hash"] == parent.data.params["dataset_hash"]
+        assert tags["gkd.teacher"] == parent.data.params["teacher"] and tags["gkd.metric"] == "accuracy"
+        assert float(tags["gkd.budget_ms"]) == 10.0
+        assert parent.data.tags["gkd.model_uri"] == f"models:/gkd-cora/{version.version}"
+        trial = client.get_run(tags["gkd.trial_run_id"]).data.metrics
+        assert float(tags["gkd.compression_ratio"]) == pytest.approx(trial["compression_ratio"], rel=1e-3)
+        assert float(tags["gkd.speedup"]) == pytest.approx(trial["speedup"], rel=1e-3)
+        # the search run shows the graph as its input dataset, and the model among its outputs
+        assert [i.dataset.name for i in parent.inputs.dataset_inputs] == ["cora"]
+        assert parent.outputs is not None and len(parent.outputs.model_outputs) == 1
+
+
+def test_registered_model_predicts_exactly_what_load_student_predicts(workdir):
+    """``mlflow.pyfunc.load_model("models:/gkd-cora/1")`` answers node ids with the same classes
+    and probabilities as ``load_student(...)`` on the whole graph."""
+    import mlflow
+    import pandas as pd
+    import torch
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    dataset = _cora(workdir)
+    student = gkd_search.load_student("models:/gkd-cora/1", tracking_uri=uri)
+    expected = torch.softmax(student.predict(dataset.data.x, dataset.data.edge_index).double(), dim=-1)
+    nodes = [0, 7, 7, 1708, 2707, 350]
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model("models:/gkd-cora/1")
+    finally:
+        mlflow.set_tracking_uri(None)
+    answer = model.predict(pd.DataFrame({"node_id": nodes}))
+    assert list(answer["node_id"]) == nodes
+    assert list(answer["predicted_class"]) == expected[nodes].argmax(dim=1).tolist()
+    probabilities = answer[[f"probability_{c}" for c in range(7)]].to_numpy()
+    assert abs(probabilities - expected[nodes].numpy()).max() < 1e-5
+    with pytest.raises(Exception, match="node_id 2708 is not a node of the graph"):
+        model.predict(pd.DataFrame({"node_id": [1, 2708]}))
+
+
+def test_mlflow_models_serve_answers_with_the_students_predictions(workdir):
+    """A real ``mlflow models serve`` on 127.0.0.1 (stopped by process id) answers posted node
+    ids with exactly ``load_student``'s predictions."""
+    import json
+    import socket
+    import urllib.request
+
+    import torch
+
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/gkd-cora/2", "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            assert time.time() < deadline, "mlflow models serve did not answer /ping within 180 s"
+            time.sleep(1)
+        nodes = [3, 99, 1000, 2707]
+        body = json.dumps({"dataframe_split": {"columns": ["node_id"], "data": [[n] for n in nodes]}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            rows = json.loads(response.read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    student = gkd_search.load_student("models:/gkd-cora/2", tracking_uri=uri)
+    dataset = _cora(workdir)
+    expected = torch.softmax(student.predict(dataset.data.x, dataset.data.edge_index).double(), dim=-1)[nodes]
+    assert [row["node_id"] for row in rows] == nodes
+    assert [row["predicted_class"] for row in rows] == expected.argmax(dim=1).tolist()
+    served = torch.tensor([[row[f"probability_{c}"] for c in range(7)] for row in rows], dtype=torch.double)
+    assert (served - expected).abs().max() < 1e-5

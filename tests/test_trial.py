@@ -151,7 +151,12 @@ def test_saved_student_reloads_to_same_accuracy(gkd_registry, small_synthetic, s
     config = json.loads((save_dir / "config.json").read_text())
     assert config["in_channels"] == 16 and config["num_classes"] == 3
     assert config["dataset"] == small_synthetic.name
-    assert config["metrics"] == {"val_acc": result.val_acc, "test_acc": result.test_acc}
+    assert config["metrics"] == {"val_acc": result.val_acc, "test_acc": result.test_acc, "metric": "accuracy",
+                                 "val_score": result.val_score, "test_score": result.test_score}
+    assert config["dataset_hash"] == small_synthetic.content_hash()
+    assert config["serving"] == {"fanout": []}
+    assert result.val_score == result.val_acc  # accuracy is the default metric
+    assert 0 < result.val_score_se < 0.1
 
     student = load_student(save_dir)
     assert student.spec == s

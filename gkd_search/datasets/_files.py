@@ -74,3 +74,13 @@ def per_class_split(y: torch.Tensor, num_classes: int, train_per_class: int, val
         val[idx[train_per_class:train_per_class + val_per_class]] = True
     test = ~(train | val)
     return train, val, test
+
+
+def pyg_safe_globals() -> list:
+    """What ``torch.load(weights_only=True)`` must allow to read a pickled PyG ``Data`` (or ogb's
+    ``(Data, slices)`` file) besides tensors: PyG's storage classes, and ``Data`` itself."""
+    from torch_geometric.data import Data
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+
+    return [Data, DataEdgeAttr, DataTensorAttr, GlobalStorage]

@@ -41,7 +41,7 @@ from torch_geometric.data import Data
 from ..errors import DataMissingError, UsageError
 from ..hookspecs import hookimpl
 from ..types import DatasetSpec, GraphDataset
-from ._files import DATA_ENV
+from ._files import DATA_ENV, pyg_safe_globals
 from .hetero import typed_graph
 
 
@@ -71,15 +71,6 @@ def _import_nodeproppred() -> Any:
         finally:
             del sys.modules["outdated"]
     return importlib.import_module("ogb.nodeproppred")
-
-
-def _safe_globals() -> list[Any]:
-    """What ``torch.load(weights_only=True)`` must allow to read ogb's ``(Data, slices)`` file;
-    PyG allow-lists ``Data`` itself on import."""
-    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
-    from torch_geometric.data.storage import GlobalStorage
-
-    return [DataEdgeAttr, DataTensorAttr, GlobalStorage]
 
 
 # ------------------------------------------------------------------------------ staging
@@ -221,7 +212,7 @@ class OgbSpec(DatasetSpec):
             self._check(target, from_root=False)
         nodeproppred = _import_nodeproppred()
         # ogb prints progress on stdout; keep stdout for the program's own output
-        with torch.serialization.safe_globals(_safe_globals()), contextlib.redirect_stdout(sys.stderr), \
+        with torch.serialization.safe_globals(pyg_safe_globals()), contextlib.redirect_stdout(sys.stderr), \
                 warnings.catch_warnings():
             # ogb wraps pandas' read-only arrays with torch.from_numpy; it only reads them
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

@@ -1,4 +1,4 @@
-"""Cora and PubMed with the public Planetoid split (Yang et al., ICML 2016)."""
+"""Cora, CiteSeer and PubMed with the public Planetoid split (Yang et al., ICML 2016)."""
 
 from __future__ import annotations
 
@@ -47,10 +47,11 @@ class PlanetoidSpec(DatasetSpec):
                     f"or set {DATA_ENV}=DIR"
                 ) from None
         data = dataset[0]
+        source = str(Path(root) / self.pyg_name / "raw") if root is not None else None
         if not normalize:
-            return GraphDataset(self.name, data, dataset.num_classes)
+            return GraphDataset(self.name, data, dataset.num_classes, source=source)
         data.x = data.x / data.x.sum(dim=1, keepdim=True).clamp(min=1e-12)
-        return GraphDataset(f"{self.name}-rownorm", data, dataset.num_classes)
+        return GraphDataset(f"{self.name}-rownorm", data, dataset.num_classes, source=source)
 
 
 def _parse_options(name: str, options: dict[str, Any]) -> bool:
@@ -67,6 +68,13 @@ class Cora(PlanetoidSpec):
     default_teacher = "gcn:2:256:dropout=0.8:weight_decay=0.001"
 
 
+class CiteSeer(PlanetoidSpec):
+    name = "citeseer"
+    pyg_name = "CiteSeer"
+    description = "CiteSeer citation graph: 3,327 nodes, 6 classes, public split 120/500/1000"
+    default_teacher = "gcn:2:256:dropout=0.8:weight_decay=0.001"
+
+
 class PubMed(PlanetoidSpec):
     name = "pubmed"
     pyg_name = "PubMed"
@@ -76,4 +84,4 @@ class PubMed(PlanetoidSpec):
 
 @hookimpl
 def gkd_datasets() -> list[DatasetSpec]:
-    return [Cora(), PubMed()]
+    return [Cora(), CiteSeer(), PubMed()]

@@ -1,9 +1,9 @@
-"""Full-batch training with early stopping on validation accuracy (mini-batch: :mod:`.minibatch`).
+"""Full-batch training with early stopping on the validation score (mini-batch: :mod:`.minibatch`).
 
 The loop knows nothing about distillation: it minimises whatever ``objective(output)`` returns
 and optimises the model's parameters together with any extra parameters (a method's own
-projections). The weights with the best validation accuracy (ties: lower validation loss) are
-kept and restored.
+projections). The weights with the best validation score (``--metric``: accuracy by default;
+ties: lower validation loss) are kept and restored.
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import TrialFailed
+from ..metrics import accuracy
 from ..types import GraphModel, ModelOutput, run_model
+
+__all__ = ["BestWeights", "Metric", "TrainOutcome", "TrainingSettings", "accuracy", "evaluate", "make_optimizer",
+           "predict", "train_model"]
 
 
 @dataclass
@@ -49,24 +53,25 @@ def make_optimizer(model: GraphModel, settings: TrainingSettings, extra_paramete
 
 @dataclass
 class TrainOutcome:
-    """The restored best model's accuracies (fractions) and what training cost."""
+    """The restored best model's scores and eval-mode logits, and what training cost.
 
-    val_acc: float
-    test_acc: float
+    Attributes:
+        val_score: the training metric (``--metric``) on the validation nodes.
+        test_score: the same on the test nodes.
+        logits: ``[N, C]`` eval-mode logits of the restored model (every node).
+    """
+
+    val_score: float
+    test_score: float
     best_epoch: int
     epochs_run: int
     seconds: float
+    logits: Optional[Tensor] = None
 
 
-#: ``metric(logits, y, mask) -> float``: accuracy, or a dataset's official evaluator
+#: ``metric(logits, y, mask) -> float``: accuracy, a dataset's official evaluator, or another
+#: :class:`~gkd_search.metrics.ScoreMetric`
 Metric = Callable[[Tensor, Tensor, Tensor], float]
-
-
-def accuracy(logits: Tensor, y: Tensor, mask: Tensor) -> float:
-    """Fraction of ``mask`` nodes whose arg-max prediction equals the label."""
-    if int(mask.sum()) == 0:
-        return float("nan")
-    return float((logits[mask].argmax(dim=-1) == y[mask]).float().mean())
 
 
 @torch.no_grad()
@@ -87,19 +92,21 @@ def evaluate(model: GraphModel, data, metric: Metric = accuracy, chunk_size: Opt
 
 
 class BestWeights:
-    """Early stopping on validation accuracy: keeps the best weights (ties: lower validation loss)."""
+    """Early stopping on the validation score: keeps the best weights (ties: lower validation loss;
+    an undefined score, NaN, counts as the worst)."""
 
-    def __init__(self, model: nn.Module, patience: int) -> None:
-        self.model, self.patience = model, patience
-        self.acc, self.loss, self.epoch = -1.0, math.inf, 0
+    def __init__(self, model: nn.Module, patience: int, metric: Metric = accuracy) -> None:
+        self.model, self.patience, self.metric = model, patience, metric
+        self.score, self.loss, self.epoch = -math.inf, math.inf, 0
         self.state = copy.deepcopy(model.state_dict())
 
     def update(self, epoch: int, logits: Tensor, data) -> bool:
         """Record this epoch's eval-mode ``logits``; return False when patience has run out."""
-        val_acc = accuracy(logits, data.y, data.val_mask)
+        score = self.metric(logits, data.y, data.val_mask)
+        score = -math.inf if math.isnan(score) else score
         val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
-        if val_acc > self.acc or (val_acc == self.acc and val_loss < self.loss):
-            self.acc, self.loss, self.epoch = val_acc, val_loss, epoch
+        if self.epoch == 0 or score > self.score or (score == self.score and val_loss < self.loss):
+            self.score, self.loss, self.epoch = score, val_loss, epoch
             self.state = copy.deepcopy(self.model.state_dict())
         return epoch - self.epoch < self.patience
 
@@ -126,7 +133,7 @@ def train_model(
         TrialFailed: the loss became NaN or infinite.
     """
     optimizer = make_optimizer(model, settings, extra_parameters)
-    best = BestWeights(model, settings.patience)
+    best = BestWeights(model, settings.patience, metric)
     edge_type = getattr(data, "edge_type", None)
     start = time.perf_counter()
     epoch = 0
@@ -141,5 +148,6 @@ def train_model(
             break
     seconds = time.perf_counter() - start
     best.restore()
-    val_acc, test_acc = evaluate(model, data, metric)
-    return TrainOutcome(val_acc, test_acc, best.epoch, epoch, seconds)
+    logits = predict(model, data).logits
+    return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
+                        best.epoch, epoch, seconds, logits)

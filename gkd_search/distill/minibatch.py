@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, fanouts_for
 from ..types import GraphModel, ModelOutput, run_model
-from .loop import BestWeights, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, evaluate, make_optimizer, predict
+from .loop import BestWeights, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, make_optimizer, predict
 
 MODES = ("auto", "on", "off")
 
@@ -126,7 +126,7 @@ def train_minibatch(
     edge_type = getattr(data, "edge_type", None)
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, settings, extra_parameters)
-    best = BestWeights(model, settings.patience)
+    best = BestWeights(model, settings.patience, metric)
     chunk = batching.chunk_for(data.num_nodes)
     start = time.perf_counter()
     epoch = 0
@@ -146,5 +146,6 @@ def train_minibatch(
             break
     seconds = time.perf_counter() - start
     best.restore()
-    val, test = evaluate(model, data, metric, chunk)
-    return TrainOutcome(val, test, best.epoch, epoch, seconds)
+    logits = predict(model, data, chunk).logits
+    return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
+                        best.epoch, epoch, seconds, logits)

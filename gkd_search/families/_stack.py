@@ -111,9 +111,10 @@ class LayerStack(GraphModel):
             return layer(x, edge_index, edge_weight)
         return layer(x, edge_index)
 
-    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None, edge_type: Optional[Tensor] = None) -> ModelOutput:
-        edge_weight = None
-        if self.uses_graph and self.normalize is not None:
+    def forward(self, x: Tensor, edge_index: Optional[Tensor] = None, edge_type: Optional[Tensor] = None,
+                edge_weight: Optional[Tensor] = None) -> ModelOutput:
+        """``edge_weight``: the edges are already normalised (see :attr:`GraphModel.normalize`)."""
+        if self.uses_graph and self.normalize is not None and edge_weight is None:
             edge_index, edge_weight = self.normalize(edge_index, x.size(0))
         hidden: list[Tensor] = []
         for i, layer in enumerate(self.layers):

@@ -63,10 +63,14 @@ class APPNPModel(GraphModel):
                 h = F.relu(h)
         return h
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:
+    normalize = staticmethod(gcn_normalize)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
+        """``edge_weight``: the edges are already normalised (``S``'s weights)."""
         hidden: list[Tensor] = []
         h = self._predict(x, hidden)
-        edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+        if edge_weight is None:
+            edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
         logits = self.propagation(h, edge_index, edge_weight)
         hidden.append(logits)
         return ModelOutput(logits=logits, hidden=hidden)

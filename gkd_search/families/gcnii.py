@@ -67,8 +67,12 @@ class GCNII(GraphModel):
     def _logits(self, h: Tensor) -> Tensor:
         return self.lin_out(F.dropout(h, p=self.dropout, training=self.training))
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:
-        edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+    normalize = staticmethod(gcn_normalize)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
+        """``edge_weight``: the edges are already normalised (``P``'s weights)."""
+        if edge_weight is None:
+            edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
         x_0 = h = self._initial(x)
         hidden: list[Tensor] = []
         for conv in self.convs:

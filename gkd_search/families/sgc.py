@@ -54,8 +54,12 @@ class SGC(GraphModel):
         h = self.propagation(h, edge_index, edge_weight)
         return h + self.bias if k == self.num_layers - 1 else h
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> ModelOutput:
-        edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+    normalize = staticmethod(gcn_normalize)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
+        """``edge_weight``: the edges are already normalised (``S``'s weights)."""
+        if edge_weight is None:
+            edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
         h = self.lin(F.dropout(x, p=self.dropout, training=self.training))
         hidden: list[Tensor] = []
         for k in range(self.num_layers):

@@ -104,7 +104,7 @@ class ConsoleReporter:
             return
         arch = f"{result.spec.architecture_key()} {result.spec.method}"
         if result.status == "ok":
-            what = f"val {result.val_score:.3f} test {result.test_score:.3f} p50 {result.latency_ms_p50:.2f} ms"
+            what = f"val {_val(result):.3f} test {_test(result):.3f} p50 {result.latency_ms_p50:.2f} ms"
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
         else:
@@ -118,9 +118,18 @@ def _collapse_identical(results):
     one configuration twice); the selected one stays visible as its group's representative."""
     groups: dict[tuple, list] = {}
     for r in results:
-        key = (r.spec.architecture_key(), r.spec.method, r.val_score, r.test_score, r.latency_ms_p50, r.params)
+        key = (r.spec.architecture_key(), r.spec.method, _val(r), _test(r), r.latency_ms_p50, r.params)
         groups.setdefault(key, []).append(r)
     return [(next((r for r in g if r.selected), g[0]), len(g)) for g in groups.values()]
+
+
+def _val(r) -> float:
+    """A trial's or the teacher's validation score (accuracy where no score was recorded)."""
+    return r.val_score if r.val_score is not None else r.val_acc
+
+
+def _test(r) -> float:
+    return r.test_score if r.test_score is not None else r.test_acc
 
 
 def _ratio(numerator, denominator) -> str:
@@ -140,11 +149,11 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
     for r, count in _collapse_identical(sorted(summary.pareto, key=lambda r: r.latency_ms_p50)):
         mark = "*" if r.selected else ("b" if summary.best is r and not r.selected else " ")
         repeat = f"  (x{count} identical trials)" if count > 1 else ""
-        out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {r.val_score:>6.3f} {r.test_score:>6.3f} "
+        out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {_val(r):>6.3f} {_test(r):>6.3f} "
             f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {_ratio(t.num_params, r.params):>8} "
             f"{_ratio(t_p50, r.latency_ms_p50):>7}{repeat}")
     teacher_p50 = f", p50 {t_p50:.2f} ms" if t_p50 is not None else ""
-    out(f"  teacher {t.spec}: val {t.val_score:.3f} test {t.test_score:.3f}{teacher_p50}, {t.num_params:,} parameters")
+    out(f"  teacher {t.spec}: val {_val(t):.3f} test {_test(t):.3f}{teacher_p50}, {t.num_params:,} parameters")
     s = summary.selected
     if s is None:
         out(f"No trial finished within {summary.budget_ms:g} ms: nothing selected.")
@@ -156,12 +165,12 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
         else:
             rule = f"--select best: the best val {metric}"
         out(f"Selected (*, {rule}, p50 within {summary.budget_ms:g} ms):")
-        out(f"  {s.spec.architecture_key()} {s.spec.method}: val {s.val_score:.3f}, test {s.test_score:.3f}, "
+        out(f"  {s.spec.architecture_key()} {s.spec.method}: val {_val(s):.3f}, test {_test(s):.3f}, "
             f"p50 {s.latency_ms_p50:.2f} ms, {s.params:,} parameters: {_ratio(t.num_params, s.params)} smaller and "
             f"{_ratio(t_p50, s.latency_ms_p50)} faster than the teacher")
         if b is not None and b is not s:
-            out(f"Best-scoring trial (b): {b.spec.architecture_key()} {b.spec.method}: val {b.val_score:.3f}, "
-                f"test {b.test_score:.3f}, p50 {b.latency_ms_p50:.2f} ms, {b.params:,} parameters "
+            out(f"Best-scoring trial (b): {b.spec.architecture_key()} {b.spec.method}: val {_val(b):.3f}, "
+                f"test {_test(b):.3f}, p50 {b.latency_ms_p50:.2f} ms, {b.params:,} parameters "
                 f"({_ratio(t.num_params, b.params)} smaller)")
         elif b is s:
             out("  it is also the best-scoring trial")

@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import torch
 
 STUDENT_ARTIFACT = "student"
@@ -49,8 +50,6 @@ def signature(num_classes: int):
 
 def node_ids_from(model_input: Any) -> np.ndarray:
     """The ``node_id`` column of a DataFrame (or a list / array of ids) as int64."""
-    import pandas as pd
-
     if isinstance(model_input, pd.DataFrame):
         if INPUT_COLUMN not in model_input.columns:
             raise ValueError(f"the input needs a column {INPUT_COLUMN!r}; got columns {list(model_input.columns)}")
@@ -75,8 +74,9 @@ class StudentModel(mlflow.pyfunc.PythonModel):
         self.graph.check_model(self.student.model)
         self.fanout = tuple(int(v) for v in self.student.config.get("serving", {}).get("fanout", ()))
 
-    def predict(self, context, model_input, params: Optional[dict[str, Any]] = None):
-        import pandas as pd
+    def predict(self, context, model_input: pd.DataFrame, params: Optional[dict[str, Any]] = None) -> pd.DataFrame:
+        """One row per ``node_id``: ``predicted_class`` and ``probability_<c>`` (MLflow checks the
+        input against the model's signature first; this checks the ids)."""
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 

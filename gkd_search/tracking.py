@@ -355,8 +355,7 @@ class SearchTracker:
         import mlflow
         import pandas as pd
 
-        with _quiet_mlflow():  # MLflow hints at type hints when the PythonModel class is defined
-            from . import pyfunc
+        from . import pyfunc
 
         selected = summary.selected
         example = pd.DataFrame({pyfunc.INPUT_COLUMN: [0, 1, 2]})

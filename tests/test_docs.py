@@ -83,3 +83,25 @@ def test_every_data_file_of_the_package_is_declared_as_package_data():
     assert "search_spaces/default.yaml" in data_files
     missing = [f for f in data_files if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
     assert not missing, f"files under gkd_search/ that a wheel would leave out: {missing}"
+
+
+def test_the_own_graph_example_writes_a_graph_gkd_search_reads(gkd_registry, tmp_path, monkeypatch):
+    """docs/datasets.md's five-line example, run as written: it writes ``mygraph.npz``, which
+    ``--dataset mygraph.npz`` reads (the searches themselves: tests/test_search_own_graph.py)."""
+    from gkd_search.search import parse_dataset, typed_dataset_options
+
+    section = (DOCS / "datasets.md").read_text().split("## Your own graph", 1)[1]
+    code = re.findall(r"```python\n(.*?)\n```", section, flags=re.S)[0]
+    assert "gkd-search --dataset mygraph.npz" in code
+    assert len([line for line in code.splitlines() if line.strip() and not line.startswith("#")]) <= 5
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/datasets.md", "exec"), {})
+    name, options = parse_dataset("mygraph.npz")
+    spec = gkd_registry.get("dataset", name)
+    dataset = spec.load(None, tmp_path / "cache", 0, **typed_dataset_options(spec, options))
+    assert dataset.name.startswith("mygraph-") and dataset.num_nodes == 1000 and dataset.num_classes == 4
+
+
+def test_readme_links_every_doc():
+    for doc in sorted(DOCS.glob("*.md")):
+        assert f"docs/{doc.name}" in README, f"README.md does not link docs/{doc.name}"

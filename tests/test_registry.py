@@ -24,7 +24,8 @@ from gkd_search.types import DistillationMethod
 BUILTIN_NAMES = {
     "method": ["abkd", "at", "fitnets", "gcrd", "glnn", "graphakd", "gsp", "infgrand", "lsp", "none", "softkd", "stride"],
     "family": ["appnp", "gat", "gcn", "gcnii", "mlp", "rgcn", "sage", "sgc"],
-    "dataset": ["cora", "ogbn-arxiv", "ogbn-mag", "ogbn-products", "photo", "pubmed", "synthetic", "synthetic-hetero"],
+    "dataset": ["citeseer", "computers", "cora", "cs", "file", "ogbn-arxiv", "ogbn-mag", "ogbn-products", "photo",
+                "physics", "pubmed", "pyg", "synthetic", "synthetic-hetero"],
     "loss": ["gcrd", "gsp", "lsp"],
 }
 
@@ -116,7 +117,7 @@ def test_block_builtin_by_argument():
 def test_block_builtin_by_env(monkeypatch):
     monkeypatch.setenv(BLOCK_ENV, " gkd_search.datasets.amazon , gkd_search.methods.none")
     registry = build_registry(get_plugin_manager(autoload=False))
-    assert registry.names("dataset") == [d for d in BUILTIN_NAMES["dataset"] if d != "photo"]
+    assert registry.names("dataset") == [d for d in BUILTIN_NAMES["dataset"] if d not in ("photo", "computers")]
     assert registry.names("method") == [m for m in BUILTIN_NAMES["method"] if m != "none"]
 
 

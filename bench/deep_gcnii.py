@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """The ABKD/STRIDE citation-graph setting: a 64-layer, 64-wide GCNII teacher on Cora, then a
-search of GCNII students (1-4 layers, width 4-64) with ``gkd_search/search_spaces/deep-gcnii.yaml``.
+search of GCNII students (1-4 layers, width 4-64) with ``search_spaces/deep-gcnii.yaml``.
 
 Part 1 trains the space's teacher (GCNII paper settings: alpha 0.1, lambda 0.5, dropout 0.6, lr
 0.01, weight decay 0.01 on the convolutions and 5e-4 on the linears, up to 1500 epochs, patience

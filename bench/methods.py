@@ -2,8 +2,8 @@
 """Every distillation method on the same footing: accuracy on Cora and PubMed, and step cost.
 
 Part 1, accuracy. On each dataset: the dataset's default teacher (``gcn:2:256``, dropout 0.8,
-weight decay 1e-3, seed 0, trained once and cached), one small GNN student (``gcn-2x16``) and
-one MLP student (``mlp-2x128``). Every method (and the ABKD ablations, the STRIDE variants and
+weight decay 1e-3, seed 0, trained once and cached), one small GNN student (``gcn-2L-16``) and
+one MLP student (``mlp-2L-128``). Every method (and the ABKD ablations, the STRIDE variants and
 "KD + method" combinations) trains each student for the same epochs (200 on Cora, 100 on PubMed) with the same settings (Adam,
 lr 0.01, weight decay 5e-4, dropout 0.5, no early stopping: the best-validation epoch is kept)
 from the same initial weights (seed s initialises the student identically for every method),

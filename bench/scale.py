@@ -175,7 +175,7 @@ ds = reg.get("dataset", "synthetic").load(None, Path(sys.argv[2]), 0, nodes={rou
 _, teacher = get_teacher(ds, TeacherConfig.parse("gcn:2:64:epochs=20:patience=20"), reg.get("family", "gcn"), seed=0,
                          cache_dir=Path(sys.argv[2]), keep_hidden=False)
 ctx = TrialContext(dataset=ds, teacher=teacher, families=reg.families, methods=reg.methods,
-                   latency={{"sage-2x64": LatencyMeasurement(1, 1, 1, 1, 30)}}, budget_ms=10, protocol=LatencyProtocol(),
+                   latency={{"sage-2L-64": LatencyMeasurement(1, 1, 1, 1, 30)}}, budget_ms=10, protocol=LatencyProtocol(),
                    batching=Batching(mode=sys.argv[1], batch_size=1024, fanout=(10, 10)))
 spec = TrialSpec("sage", 2, 64, method="softkd", method_params={{"tau": 2.0, "alpha": 0.5}},
                  training={{"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": {epochs}, "patience": {epochs}}})

@@ -7,11 +7,23 @@ User mistakes print one line on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each default shown once: ``(default: X)`` is added only where the help text does not
+    already say what the default is, and never for ``None`` or switches."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gkd-search",
         description="Find the best distilled GNN student within a latency budget. "
         "'gkd-search plugins' lists methods, families, losses and datasets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("search")
     g.add_argument("--dataset", default="cora", help="dataset name, e.g. cora, pubmed, photo, synthetic:nodes=5000,edges=20000")
@@ -37,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, default=30, help="number of trials")
     g.add_argument("--epochs", type=int, default=None, help="max training epochs per trial (default: the space's, 200)")
     g.add_argument("--seed", type=int, default=0, help="seed of the sampler, the teacher, the splits and every student")
-    g.add_argument("--space", default="default", help="search-space YAML file, or a name in gkd_search/search_spaces/")
+    g.add_argument("--space", default="default", help="search-space YAML file, or a name in search_spaces/")
     g.add_argument("--methods", type=_csv, default=None, help="comma-separated methods to search (default: the space's)")
     g.add_argument("--families", type=_csv, default=None, help="comma-separated student families (default: the space's)")
     g.add_argument("--teacher", default=None, help="FAMILY:LAYERS:HIDDEN[:key=value] (default: per dataset)")
@@ -70,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     lat.add_argument("--latency-protocol", default="request", choices=["request", "full"],
                      help="request: k-hop extraction + forward for a batch of target nodes; full: whole graph")
     lat.add_argument("--latency-batch", type=int, default=1, help="target nodes per request")
-    lat.add_argument("--latency-repeats", type=int, default=50, help="timed requests per architecture (>= 30)")
+    lat.add_argument("--latency-repeats", type=int, default=50, help="timed requests per architecture (at least 30)")
     lat.add_argument("--latency-threads", type=int, default=1, help="torch threads while timing")
     t = p.add_argument_group("tracking and plugins")
     t.add_argument("--tracking-uri", default=None, help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db)")
@@ -85,19 +97,88 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class ConsoleReporter:
-    """Prints progress lines and the final table."""
+class LiveProgress:
+    """A tqdm bar for one phase, redrawn twice a second even while nothing advances (a dataset
+    being processed, an epoch of a slow teacher), so the terminal never looks stuck."""
 
-    def __init__(self, quiet: bool = False, stream=None) -> None:
+    def __init__(self, label: str, total: Optional[int], unit: str, stream) -> None:
+        import threading
+
+        from tqdm import tqdm
+
+        try:  # a terminal that reports no size (some ptys) gets a fixed width
+            sized = os.get_terminal_size(stream.fileno()).columns > 0
+        except (OSError, AttributeError, ValueError):
+            sized = False
+        self.bar = tqdm(total=total, desc=label, unit=f" {unit}" if unit else "it", file=stream, leave=False,
+                        dynamic_ncols=sized, ncols=None if sized else 100,
+                        bar_format=None if total else "{desc}: {elapsed}")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._refresh, daemon=True)
+        self._thread.start()
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(0.5):
+            self.bar.refresh()
+
+    def __getstate__(self) -> dict:
+        """Ray Tune pickles its callbacks (ours record trials through this bar) into the experiment
+        state; a copy of the bar is inert."""
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.bar = None
+
+    def update(self, advance: int = 1, **status) -> None:
+        if self.bar is None:
+            return
+        if status:
+            self.bar.set_postfix({k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in status.items()},
+                                 refresh=False)
+        self.bar.update(advance)
+
+    def close(self) -> None:
+        if self.bar is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ConsoleReporter:
+    """Prints progress lines and the final table; on a terminal (and without ``--quiet``) a live
+    progress bar for each long phase: dataset loading, teacher epochs with the validation score,
+    the latency table, the trials."""
+
+    def __init__(self, quiet: bool = False, stream=None, live: Optional[bool] = None) -> None:
         self.quiet = quiet
         self.stream = stream or sys.stdout
+        interactive = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.live = (interactive if live is None else live) and not quiet
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        if self.live:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=self.stream)
+            self.stream.flush()
+        else:
+            print(text, file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
         if not self.quiet:
             self._print(text)
+
+    def progress(self, label: str, total: Optional[int] = None, unit: str = ""):
+        from .search import Progress
+
+        return LiveProgress(label, total, unit, self.stream) if self.live else Progress()
 
     def trial(self, result, done, total, feasible, best) -> None:
         if self.quiet:
@@ -105,6 +186,8 @@ class ConsoleReporter:
         arch = f"{result.spec.architecture_key()} {result.spec.method}"
         if result.status == "ok":
             what = f"val {_val(result):.3f} test {_test(result):.3f} p50 {result.latency_ms_p50:.2f} ms"
+            if result.degenerate:
+                what += " COLLAPSED"
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
         else:
@@ -146,14 +229,24 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
         f"val/test: {metric}):")
     out(f"  {'':1} {'architecture':<24} {'method':<8} {'val':>6} {'test':>6} {'p50 ms':>8} {'params':>9} "
         f"{'smaller':>8} {'faster':>7}")
+    not_smaller = False
     for r, count in _collapse_identical(sorted(summary.pareto, key=lambda r: r.latency_ms_p50)):
         mark = "*" if r.selected else ("b" if summary.best is r and not r.selected else " ")
         repeat = f"  (x{count} identical trials)" if count > 1 else ""
+        flags = ("  ! not smaller than the teacher" if r.params >= t.num_params else "") + (
+            "  ~ collapsed" if r.degenerate else "")
+        not_smaller |= r.params >= t.num_params
         out(f"  {mark} {r.spec.architecture_key():<24} {r.spec.method:<8} {_val(r):>6.3f} {_test(r):>6.3f} "
             f"{r.latency_ms_p50:>8.2f} {r.params:>9,} {_ratio(t.num_params, r.params):>8} "
-            f"{_ratio(t_p50, r.latency_ms_p50):>7}{repeat}")
+            f"{_ratio(t_p50, r.latency_ms_p50):>7}{repeat}{flags}")
     teacher_p50 = f", p50 {t_p50:.2f} ms" if t_p50 is not None else ""
     out(f"  teacher {t.spec}: val {_val(t):.3f} test {_test(t):.3f}{teacher_p50}, {t.num_params:,} parameters")
+    collapsed = [r for r in summary.results if r.degenerate]
+    if collapsed:
+        names = ", ".join(f"{r.spec.architecture_key()} {r.spec.method}" for r in collapsed[:5])
+        out(f"  {len(collapsed)} of {len(summary.results)} trials collapsed (val below the chance level, or 20 points "
+            f"below their architecture without distillation; MLflow tag gkd.degenerate): {names}"
+            f"{', ...' if len(collapsed) > 5 else ''}")
     s = summary.selected
     if s is None:
         out(f"No trial finished within {summary.budget_ms:g} ms: nothing selected.")
@@ -174,6 +267,9 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
                 f"({_ratio(t.num_params, b.params)} smaller)")
         elif b is s:
             out("  it is also the best-scoring trial")
+        if t_p50 is not None and t_p50 <= summary.budget_ms and _val(t) > _val(s):
+            out(f"  note: the teacher fits the budget too (p50 {t_p50:.2f} ms) and scores higher on validation "
+                f"({_val(t):.3f} > {_val(s):.3f}): deploy the student for its size or speed, else the teacher")
         out(f"  run {s.run_id}; load it with gkd_search.load_student({s.run_id!r})")
         if summary.model_uri:
             where = "registered as" if summary.registered_version else "logged as"
@@ -181,10 +277,17 @@ def print_summary(summary, reporter: ConsoleReporter) -> None:
                 f"--env-manager local --host 127.0.0.1 --port 5001")
     out(f"Search run {summary.parent_run_id} finished in {summary.seconds:.0f} s. Compare runs:")
     uri = summary.tracking_uri
+    from .mlflow_ui import trials_url
+
     if uri.startswith("http"):
-        out(f"  open {uri}")
+        server = uri
     else:
         out(f"  mlflow ui --backend-store-uri {uri}")
+        server = "http://127.0.0.1:5000"
+    if summary.experiment_id is not None:
+        out(f"  open {trials_url(server, summary.experiment_id)}")
+    else:
+        out(f"  open {server}")
 
 
 def show_plugin_warnings() -> None:

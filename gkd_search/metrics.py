@@ -91,6 +91,22 @@ class ScoreMetric:
     def __call__(self, logits: Tensor, y: Tensor, mask: Tensor) -> float:
         return self.score(logits, y, mask)
 
+    def chance_level(self, y: Tensor, mask: Tensor) -> float:
+        """The score of always predicting the most frequent class of the ``mask`` nodes, the
+        floor below which a trained model has learnt nothing: its share for accuracy,
+        ``2p / (1 + p)`` divided by the number of classes present for macro-F1, 0.5 for ROC-AUC."""
+        labels = y[mask]
+        labels = labels[labels >= 0]
+        if labels.numel() == 0:
+            return float("nan")
+        counts = torch.bincount(labels)
+        share = float(counts.max()) / labels.numel()
+        if self.name == "roc-auc":
+            return 0.5
+        if self.name == "macro-f1":
+            return 2 * share / (1 + share) / int((counts > 0).sum())
+        return share
+
     def standard_error(self, logits: Tensor, y: Tensor, mask: Tensor, *, seed: int = 0,
                        resamples: int = BOOTSTRAP_RESAMPLES) -> float:
         """The standard error of ``score`` on the ``mask`` nodes: binomial for accuracy, a

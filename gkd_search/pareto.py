@@ -93,6 +93,31 @@ def select(results: Sequence[TrialResult], budget_ms: float, rule: str = "one-se
     return Selection(chosen, best, rule, tolerance)
 
 
+#: how far below the best ``none`` trial of the same architecture a trial may score before it
+#: counts as collapsed (20 points, the criterion of ``bench/robustness.py``)
+BELOW_BASELINE = 0.20
+
+
+def degenerate_reason(result: TrialResult, results: Sequence[TrialResult], chance: float) -> Optional[str]:
+    """Why a finished trial counts as collapsed, or ``None``: its validation score is below
+    ``chance`` (the score of always predicting the majority class), or more than
+    :data:`BELOW_BASELINE` below the best ``none`` trial (no distillation) of the same
+    architecture among ``results``."""
+    score = validation_score(result)
+    if result.status != "ok" or score is None or math.isnan(score):
+        return None
+    if not math.isnan(chance) and score < chance:
+        return f"val {score:.3f} below the chance level {chance:.3f} (always the majority class)"
+    if result.spec.method == "none":
+        return None
+    key = result.spec.architecture_key()
+    baselines = [validation_score(r) for r in results if r.status == "ok" and r.spec.method == "none"
+                 and r.spec.architecture_key() == key and validation_score(r) is not None]
+    if baselines and score < max(baselines) - BELOW_BASELINE:
+        return f"val {score:.3f}, {max(baselines) - score:.3f} below {key} without distillation ({max(baselines):.3f})"
+    return None
+
+
 def select_student(results: Sequence[TrialResult], budget_ms: float, rule: str = "one-se") -> Optional[TrialResult]:
     """The trial :func:`select` chooses with ``rule``; ``None`` when no trial qualifies."""
     return select(results, budget_ms, rule).selected

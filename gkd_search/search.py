@@ -18,34 +18,27 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from .datasets._files import resolve_data_root
-from .datasets._options import parse_flag
 from .distill.minibatch import Batching
 from .errors import SpaceError, UsageError
 from .graph_ops import parse_fanout
 from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProtocol, hardware_label, measure_all
+from .loading import default_cache_dir, parse_dataset, typed_dataset_options
 from .metrics import ScoreMetric, resolve_metric
-from .pareto import SELECTION_RULES, pareto_front, select
+from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
 from .trial import TrialContext
-from .types import DatasetSpec, GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
+from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec, count_parameters
 
-CACHE_ENV = "GKD_CACHE"
 #: the teacher of a dataset that declares none (a user's own graph, ``pyg:``): GCN with the
 #: hyperparameters of Kipf & Welling (2017) but wider, as the co-purchase defaults
 FALLBACK_TEACHER = "gcn:2:256"
-#: ``--dataset PATH`` with one of these suffixes (an existing file) is a graph of the user's own
-GRAPH_FILE_SUFFIXES = (".pt", ".npz")
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gkd-search").expanduser()
 
 
 @dataclass
@@ -137,47 +130,21 @@ def check_model_name(name: str) -> None:
                          "without '/', ':' or surrounding spaces, e.g. gkd-cora")
 
 
-def parse_dataset(text: str) -> tuple[str, dict[str, str]]:
-    """``synthetic:nodes=1000,edges=5000`` -> ``("synthetic", {"nodes": "1000", ...})``; a path to
-    an existing ``.pt`` or ``.npz`` file -> ``("file", {"path": text})``."""
-    if Path(text).suffix.lower() in GRAPH_FILE_SUFFIXES and Path(text).expanduser().is_file():
-        return "file", {"path": text}
-    name, _, rest = text.partition(":")
-    options: dict[str, str] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--dataset {text!r}: option {item!r} is not key=value")
-        options[key.strip()] = value.strip()
-    return name.strip().lower(), options
+class Progress:
+    """One long phase's progress (the default shows nothing): ``update(done, **status)``; used as
+    a context manager, closed at the end."""
 
+    def update(self, advance: int = 1, **status: Any) -> None:
+        pass
 
-def typed_dataset_options(spec: DatasetSpec, options: Mapping[str, str]) -> dict[str, Any]:
-    """The ``--dataset`` options checked against ``spec.options`` and converted to the type of
-    each option's default (``nodes=900`` -> ``900`` when the default is an ``int``; ``true``,
-    ``false``, ``1``, ``0``, ``yes``, ``no`` for a ``bool``); a key ``spec.options`` does not
-    declare is a :class:`UsageError`. Only the options given are returned (``load`` fills in
-    the rest from its defaults)."""
-    known = dict(spec.options)
-    typed: dict[str, Any] = {}
-    for key, text in options.items():
-        if key not in known and getattr(spec, "passes_other_options", False):
-            typed[key] = text  # the loader passes it on (pyg: the dataset class's constructor)
-            continue
-        if key not in known:
-            raise UsageError(f"{spec.name}: unknown option {key!r} (known: {', '.join(known) or 'none'})")
-        default = known[key]
-        if isinstance(default, bool):
-            typed[key] = parse_flag(spec.name, key, text)
-        elif isinstance(default, (int, float)):
-            kind, convert = ("an integer", int) if isinstance(default, int) else ("a number", float)
-            try:
-                typed[key] = convert(text)
-            except ValueError:
-                raise UsageError(f"{spec.name}: {key}={text!r} is not {kind}") from None
-        else:
-            typed[key] = text
-    return typed
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 class Reporter:
@@ -185,6 +152,10 @@ class Reporter:
 
     def message(self, text: str) -> None:
         pass
+
+    def progress(self, label: str, total: Optional[int] = None, unit: str = "") -> Progress:
+        """A live progress display for a long phase (dataset, teacher, latency table, trials)."""
+        return Progress()
 
     def trial(self, result: TrialResult, done: int, total: int, feasible: int, best: Optional[float]) -> None:
         pass
@@ -208,6 +179,10 @@ class Prepared:
     cache_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
     metric: ScoreMetric = field(default_factory=lambda: resolve_metric(None))
+    #: the metric's score of always predicting the majority validation class
+    chance: float = float("nan")
+    #: architectures of the space left out for having at least as many parameters as the teacher
+    not_smaller: list[Architecture] = field(default_factory=list)
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -255,8 +230,9 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    dataset = dataset_spec.load(resolve_data_root(config.data_root), cache_dir / "datasets", config.seed,
-                                **dataset_options)
+    with reporter.progress(f"dataset {config.dataset}: loading"):
+        dataset = dataset_spec.load(resolve_data_root(config.data_root), cache_dir / "datasets", config.seed,
+                                    **dataset_options)
     timings["data_seconds"] = time.perf_counter() - start
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     if check_tracking:  # before any training
@@ -272,11 +248,13 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     start = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
-    teacher_model, teacher = get_teacher(
-        dataset, teacher_config, teacher_family, seed=config.seed, cache_dir=cache_dir,
-        checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
-        batching=config.batching(), keep_hidden=keep_hidden, metric=metric,
-    )
+    with reporter.progress(f"teacher {teacher_config.spec}", total=teacher_config.epochs, unit="epoch") as bar:
+        teacher_model, teacher = get_teacher(
+            dataset, teacher_config, teacher_family, seed=config.seed, cache_dir=cache_dir,
+            checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
+            batching=config.batching(), keep_hidden=keep_hidden, metric=metric,
+            on_epoch=lambda epoch, score, best: bar.update(1, **{f"val {metric.name}": score, "best": best}),
+        )
     timings["teacher_seconds"] = time.perf_counter() - start
     how = "loaded from checkpoint" if config.teacher_checkpoint else (
         "used the cache, no training" if teacher.from_cache else f"trained in {timings['teacher_seconds']:.1f} s")
@@ -287,6 +265,15 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         f"{teacher.num_params:,} parameters ({teacher.cache_path})"
     )
 
+    not_smaller = _not_smaller(architectures, registry, dataset, teacher.num_params) if space.smaller_than_teacher else []
+    if not_smaller:
+        architectures = [a for a in architectures if a not in not_smaller]
+        reporter.message(f"{len(not_smaller)} architectures with at least as many parameters as the teacher "
+                         f"({teacher.num_params:,}) left out (the space's students_smaller_than_teacher): "
+                         f"{', '.join(a.key for a in not_smaller[:6])}{', ...' if len(not_smaller) > 6 else ''}")
+        if not architectures:
+            raise UsageError(f"every architecture of the space has at least as many parameters as the teacher "
+                             f"{teacher.spec} ({teacher.num_params:,}); use a larger teacher or smaller students")
     protocol = LatencyProtocol(config.latency_protocol, config.latency_batch, repeats=config.latency_repeats,
                                threads=config.latency_threads, device=config.device, seed=config.seed,
                                fanout=config.serving_fanout())
@@ -308,7 +295,12 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     jobs = [(a.key, builder(a), families[a.family].num_hops(a.num_layers, **dict(a.family_params))) for a in architectures]
     teacher_hops = teacher_family.num_hops(teacher_config.num_layers, **dict(teacher_config.family_params))
     jobs.append((f"teacher:{teacher.spec}", lambda: teacher_model, teacher_hops))
-    latency = measure_all(jobs, bench, cache, on_measured)
+    with reporter.progress("latency table", total=len(jobs), unit="architecture") as bar:
+        def on_measured_shown(key: str, m: LatencyMeasurement, cached: bool) -> None:
+            on_measured(key, m, cached)
+            bar.update(1, last=f"{key} {m.p50_ms:.2f} ms")
+
+        latency = measure_all(jobs, bench, cache, on_measured_shown)
     timings["latency_seconds"] = time.perf_counter() - start
     teacher_latency = latency.pop(f"teacher:{teacher.spec}")
     feasible = [a for a in architectures if latency[a.key].p50_ms <= config.budget_ms]
@@ -318,14 +310,19 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         f"{counts['cached']} from cache; {len(feasible)} within {config.budget_ms:g} ms; "
         f"teacher p50 {teacher_latency.p50_ms:.2f} ms"
     )
+    if teacher_latency.p50_ms <= config.budget_ms:
+        reporter.message(
+            f"note: the teacher itself answers within the budget (p50 {teacher_latency.p50_ms:.2f} ms <= "
+            f"{config.budget_ms:g} ms); a student is worth deploying only for its size or speed at a close score")
     if not feasible:
         fastest = min(architectures, key=lambda a: latency[a.key].p50_ms)
         raise UsageError(
             f"no architecture of the space meets --budget-ms {config.budget_ms:g}: the fastest, {fastest.key}, "
             f"has p50 {latency[fastest.key].p50_ms:.3f} ms; raise the budget or add smaller architectures"
         )
+    chance = metric.chance_level(dataset.data.y, dataset.data.val_mask)
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
-                    feasible, tracking_uri, cache_dir, timings, metric)
+                    feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller)
 
 
 def _check_buildable(architectures: list[Architecture], registry: Registry) -> None:
@@ -336,6 +333,20 @@ def _check_buildable(architectures: list[Architecture], registry: Registry) -> N
             family.build(4, 2, arch.num_layers, arch.hidden_channels, **dict(arch.family_params), **extra)
         except UsageError as exc:
             raise SpaceError(f"architecture {arch.key} cannot be built: {exc}") from None
+
+
+def _not_smaller(architectures: list[Architecture], registry: Registry, dataset: GraphDataset,
+                 teacher_params: int) -> list[Architecture]:
+    """The architectures with at least as many parameters as the teacher on ``dataset``."""
+    out = []
+    for arch in architectures:
+        family = registry.families[arch.family]
+        extra = {"num_relations": dataset.num_relations} if family.relational else {}
+        model = family.build(dataset.num_features, dataset.num_classes, arch.num_layers, arch.hidden_channels,
+                             **dict(arch.family_params), **extra)
+        if count_parameters(model) >= teacher_params:
+            out.append(arch)
+    return out
 
 
 def run_search(config: SearchConfig, registry: Optional[Registry] = None,
@@ -410,13 +421,16 @@ def _run_trials(prepared: Prepared, tracker, reporter: Reporter, experiment_dir:
     def record(result: TrialResult) -> None:
         results.append(result)
         name = f"trial-{len(results):03d}-{result.spec.architecture_key()}-{result.spec.method}"
+        result.degenerate = degenerate_reason(result, results, prepared.chance)
         tracker.log_trial(result, prepared.teacher, name)
         notify(pm, "gkd_trial_finished", result=result)
         in_budget = [r for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms]
         best = max((r.val_score for r in in_budget), default=None)
         reporter.trial(result, len(results), config.trials, len(in_budget), best)
+        bar.update(1, **({} if best is None else {f"best val {prepared.metric.name}": best}))
 
-    run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=experiment_dir)
+    with reporter.progress("trials", total=config.trials, unit="trial") as bar:
+        run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=experiment_dir)
     return results
 
 
@@ -424,6 +438,11 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
     from .plotting import pareto_plot
 
     config = prepared.config
+    for r in results:  # a later `none` trial of the same architecture can reveal an earlier collapse
+        reason = degenerate_reason(r, results, prepared.chance)
+        if reason and not r.degenerate:
+            r.degenerate = reason
+            tracker.mark_degenerate(r)
     front = pareto_front(results)
     choice = select(results, config.budget_ms, config.select)
     selected = choice.selected
@@ -436,7 +455,7 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
         pareto=front, selected=selected, parent_run_id=tracker.parent_run_id, tracking_uri=prepared.tracking_uri,
         student_path=selected.checkpoint if selected else None, seconds=seconds, metric=prepared.metric.name,
         select=choice.rule, best=choice.best, tolerance=choice.tolerance,
-        teacher_latency_ms_p50=prepared.teacher_latency.p50_ms,
+        teacher_latency_ms_p50=prepared.teacher_latency.p50_ms, experiment_id=tracker.experiment_id,
     )
     workdir = Path(tempfile.mkdtemp(prefix="gkd-search-"))
     try:
@@ -454,6 +473,12 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
             **{k: v for k, v in prepared.timings.items()},
         }
         if selected is not None:
+            # the selected student's numbers under the trials' own names too, so the search run's row
+            # of the MLflow runs table compares with the trial rows
+            extra.update({k: getattr(selected, k) for k in ("val_acc", "test_acc", "val_score", "test_score",
+                                                             "latency_ms_p50", "params")})
+            extra.update(compression_ratio=prepared.teacher.num_params / selected.params,
+                         speedup=prepared.teacher_latency.p50_ms / selected.latency_ms_p50)
             extra.update(selected_val_acc=selected.val_acc, selected_test_acc=selected.test_acc,
                          selected_val_score=selected.val_score, selected_test_score=selected.test_score,
                          selected_latency_ms_p50=selected.latency_ms_p50,
@@ -462,15 +487,15 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
         if choice.best is not None:
             extra.update(best_val_score=choice.best.val_score, best_test_score=choice.best.test_score)
         checkpoint = Path(selected.checkpoint) if selected is not None and selected.checkpoint else None
-        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra,
-                       end=checkpoint is None)
+        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra)
         if checkpoint is not None:
             student_dir, graph_file = _model_files(checkpoint, prepared, workdir)
             summary.model_uri, summary.registered_version = tracker.log_student_model(
                 summary, student_dir, graph_file, prepared.dataset.num_classes, prepared.registered_model_name(),
                 _lineage(prepared, summary))
             summary.registered_model = prepared.registered_model_name()
-            tracker.end()
+        tracker.describe(summary)
+        tracker.end()
         if selected is not None:
             summary.student_path = f"runs:/{selected.run_id}/student"
     finally:
@@ -502,8 +527,8 @@ def _lineage(p: Prepared, summary: SearchSummary) -> dict[str, Any]:
         "gkd.budget_ms": p.config.budget_ms, "gkd.metric": p.metric.name, "gkd.select": summary.select,
         "gkd.val_score": s.val_score, "gkd.test_score": s.test_score,
         "gkd.latency_ms_p50": s.latency_ms_p50, "gkd.latency_protocol": p.protocol.name,
-        "gkd.compression_ratio": round(p.teacher.num_params / s.params, 3),
-        "gkd.speedup": round(p.teacher_latency.p50_ms / s.latency_ms_p50, 3),
+        "gkd.compression_ratio": round(p.teacher.num_params / s.params, 4),
+        "gkd.speedup": round(p.teacher_latency.p50_ms / s.latency_ms_p50, 4),
     }
 
 

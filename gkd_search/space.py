@@ -35,7 +35,19 @@ from .errors import SpaceError, UnknownComponentError
 from .params import Choice, Fixed, FloatRange, Param, Suggester, check_param_type, param_from_yaml
 from .types import DistillationMethod, ModelFamily, TrialSpec, architecture_key
 
-SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
+
+def _spaces_dir() -> Path:
+    """The built-in spaces: the package ``gkd_search.search_spaces`` (the repository's top-level
+    ``search_spaces/``, installed into the wheel by ``pyproject.toml``'s package-dir mapping)."""
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("gkd_search.search_spaces")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 TRAINING_DEFAULTS: dict[str, Param] = {
     "lr": FloatRange(0.003, 0.03, log=True),
     "weight_decay": FloatRange(1e-5, 1e-3, log=True),
@@ -46,7 +58,7 @@ TRAINING_DEFAULTS: dict[str, Param] = {
 #: training settings a space may add: GCNII's separate weight decay of its convolutions
 #: (:meth:`~gkd_search.types.GraphModel.parameter_groups`; other families ignore it)
 TRAINING_OPTIONAL: dict[str, Param] = {"conv_weight_decay": FloatRange(1e-4, 1e-1, log=True)}
-TOP_LEVEL_KEYS = ("description", "teacher", "families", "methods", "training")
+TOP_LEVEL_KEYS = ("description", "teacher", "students_smaller_than_teacher", "families", "methods", "training")
 ARCH_KEYS = ("num_layers", "hidden_channels")
 
 
@@ -84,6 +96,8 @@ class SearchSpace:
     training: dict[str, Param]
     #: the space's teacher (``FAMILY:LAYERS:HIDDEN[:key=value]``), used unless ``--teacher`` is given
     teacher: Optional[str] = None
+    #: leave out architectures with at least as many parameters as the teacher (they are no students)
+    smaller_than_teacher: bool = False
 
     def architectures(self, families: Mapping[str, ModelFamily]) -> list[Architecture]:
         """Every distinct architecture of the space (a 1-layer model, or a family without a hidden
@@ -112,7 +126,7 @@ class SearchSpace:
 
 
 def resolve_space_path(space: str | Path) -> Path:
-    """A path, or the name of a file in ``gkd_search/search_spaces/`` (``default`` -> ``default.yaml``)."""
+    """A path, or the name of a built-in space in ``search_spaces/`` (``default`` -> ``default.yaml``)."""
     path = Path(space)
     if path.is_file():
         return path
@@ -217,7 +231,11 @@ def load_space(
     teacher = raw.get("teacher")
     if teacher is not None and not isinstance(teacher, str):
         raise SpaceError(f"{path}: teacher: expected FAMILY:LAYERS:HIDDEN[:key=value] as a string, got {teacher!r}")
-    result = SearchSpace(str(path), family_spaces, method_spaces, training, teacher=teacher)
+    smaller = raw.get("students_smaller_than_teacher", False)
+    if not isinstance(smaller, bool):
+        raise SpaceError(f"{path}: students_smaller_than_teacher: expected true or false, got {smaller!r}")
+    result = SearchSpace(str(path), family_spaces, method_spaces, training, teacher=teacher,
+                         smaller_than_teacher=smaller)
     usable = {n: fs for n, fs in family_spaces.items() if result.methods_for(families[n], methods)}
     if not usable:
         raise SpaceError(

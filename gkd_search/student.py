@@ -117,13 +117,14 @@ class Student:
 def _download_from_run(run_id: str, tracking_uri: Optional[str]) -> Path:
     from mlflow.tracking import MlflowClient
 
-    from .tracking import no_progress_bars, resolve_tracking_uri
+    from .tracking import existing_store, no_progress_bars
 
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    store = existing_store(tracking_uri)
+    client = MlflowClient(store)
     try:
         run = client.get_run(run_id)
     except Exception as exc:
-        raise UsageError(f"no MLflow run {run_id!r} at {resolve_tracking_uri(tracking_uri)} ({type(exc).__name__})") from None
+        raise UsageError(f"no MLflow run {run_id!r} at {store} ({type(exc).__name__})") from None
     selected = run.data.tags.get("gkd.selected_run_id")
     if run.data.tags.get("gkd.role") == "search" and selected:
         run_id = selected
@@ -152,9 +153,9 @@ def _download_model(uri: str, tracking_uri: Optional[str]) -> Path:
     import yaml
     from mlflow.tracking import MlflowClient
 
-    from .tracking import no_progress_bars, resolve_tracking_uri
+    from .tracking import existing_store, no_progress_bars
 
-    store = resolve_tracking_uri(tracking_uri)
+    store = existing_store(tracking_uri)
     target = Path(tempfile.mkdtemp(prefix="gkd-student-"))
     try:
         source = _model_artifact_uri(uri, MlflowClient(tracking_uri=store, registry_uri=store))

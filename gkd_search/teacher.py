@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
-from .distill.loop import TrainingSettings, train_model
+from .distill.loop import EpochCallback, TrainingSettings, train_model
 from .distill.minibatch import Batching, full_batch_bytes, train_minibatch
 from .errors import UsageError
 from .methods._common import supervised_cross_entropy
@@ -167,6 +167,7 @@ def get_teacher(
     batching: Optional[Batching] = None,
     keep_hidden: bool = True,
     metric: Optional[ScoreMetric] = None,
+    on_epoch: Optional[EpochCallback] = None,
 ) -> tuple[GraphModel, TeacherOutputs]:
     """Return the trained teacher and its outputs, training it only when no cache entry exists.
 
@@ -178,6 +179,8 @@ def get_teacher(
             the memory.
         metric: the score the teacher early-stops on and reports (``--metric``; default the
             dataset's own).
+        on_epoch: called after every training epoch with ``(epoch, val score, best val score)``
+            (progress display); not called when the teacher comes from the cache.
     """
     batching = batching or Batching()
     metric = metric or resolve_metric(dataset.metric, dataset.evaluator)
@@ -199,7 +202,7 @@ def get_teacher(
                               metric, True, path, key)
     settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
                                 patience=config.patience, conv_weight_decay=config.conv_weight_decay)
-    _train(model, family, config, dataset, settings, batching, seed, metric)
+    _train(model, family, config, dataset, settings, batching, seed, metric, on_epoch)
     outputs = _outputs(model, dataset, config, False, path, batching, keep_hidden, metric, key)
     _atomic_save(
         {
@@ -218,7 +221,8 @@ def get_teacher(
 
 
 def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, dataset: GraphDataset,
-           settings: TrainingSettings, batching: Batching, seed: int, metric: ScoreMetric) -> None:
+           settings: TrainingSettings, batching: Batching, seed: int, metric: ScoreMetric,
+           on_epoch: Optional[EpochCallback] = None) -> None:
     """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches, early stopping
     on ``metric``."""
     data = dataset.data
@@ -228,10 +232,10 @@ def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, datase
         train_nodes = torch.nonzero(data.train_mask, as_tuple=False).view(-1)
         train_minibatch(model, lambda out, ids, _: F.cross_entropy(out.logits, data.y[ids]), data, settings, batching,
                         num_hops=family.num_hops(config.num_layers, **dict(config.family_params)), seeds=train_nodes,
-                        metric=metric, seed=seed)
+                        metric=metric, seed=seed, on_epoch=on_epoch)
     else:
         train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data, settings,
-                    metric=metric)
+                    metric=metric, on_epoch=on_epoch)
 
 
 def save_teacher_checkpoint(model: GraphModel, config: TeacherConfig, path: Path) -> None:

@@ -36,6 +36,21 @@ def _sqlite_path(uri: str) -> Optional[Path]:
     return Path(uri[len("sqlite:///"):])
 
 
+def existing_store(uri: Optional[str]) -> str:
+    """The tracking URI for a read (``load_student``): a sqlite store must already exist, so a
+    read never creates an empty ``mlflow.db``.
+
+    Raises:
+        TrackingError: naming the missing database and how to point at the right one.
+    """
+    uri = resolve_tracking_uri(uri)
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise TrackingError(f"no MLflow store at {uri} (no file {db.resolve()}): run from the folder the search ran "
+                            "in, or pass tracking_uri= / set MLFLOW_TRACKING_URI to the search's store")
+    return uri
+
+
 def check_tracking_uri(uri: str) -> None:
     """Fail fast, before any training, when the tracking store cannot be used.
 
@@ -182,7 +197,13 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
             train_seconds_per_epoch=result.train_seconds_per_epoch,
             peak_rss_mb=result.peak_rss_mb,
         )
-    return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+    return {k: metric_value(v) for k, v in metrics.items() if v is not None and not math.isnan(float(v))}
+
+
+def metric_value(value: Any) -> float:
+    """A metric as logged: rounded to 6 decimals, so the MLflow UI shows 0.82, not the float32
+    0.8199999928 (accuracies are counts over at most millions of nodes; latencies are ms)."""
+    return round(float(value), 6)
 
 
 def dataset_input(dataset: GraphDataset):
@@ -239,12 +260,31 @@ class SearchTracker:
         self._inputs = _dataset_inputs(dataset)
 
     def _experiment(self, name: str) -> str:
+        """The experiment's id (created if new), tagged as model training with the trials view
+        (:mod:`gkd_search.mlflow_ui`)."""
+        from . import mlflow_ui
+
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
-            return existing.experiment_id
-        db = _sqlite_path(self.uri)
-        location = (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
-        return self.client.create_experiment(name, artifact_location=location)
+            experiment_id = existing.experiment_id
+        else:
+            db = _sqlite_path(self.uri)
+            location = (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
+            experiment_id = self.client.create_experiment(name, artifact_location=location)
+        tags = existing.tags if existing is not None else {}
+        for key, value in ((mlflow_ui.EXPERIMENT_KIND_TAG, mlflow_ui.EXPERIMENT_KIND),
+                           (mlflow_ui.VIEW_TAG, mlflow_ui.trials_view())):
+            if tags.get(key) != value:
+                self.client.set_experiment_tag(experiment_id, key, value)
+        return experiment_id
+
+    def describe(self, summary: SearchSummary) -> None:
+        """The search run's description (``mlflow.note.content``): see
+        :func:`gkd_search.mlflow_ui.search_description`."""
+        from . import mlflow_ui
+
+        self.client.set_tag(self.parent_run_id, mlflow_ui.NOTE_TAG,
+                            mlflow_ui.search_description(summary, self.experiment_id))
 
     def start(self, run_name: str, params: Mapping[str, Any], teacher: TeacherOutputs) -> str:
         from mlflow.entities import Metric, Param
@@ -258,7 +298,7 @@ class SearchTracker:
                    "teacher_params": teacher.num_params, "teacher_latency_ms_p50": self.teacher_latency_ms_p50}
         self.client.log_batch(
             self.parent_run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+            metrics=[Metric(k, metric_value(v), now, 0) for k, v in metrics.items() if v is not None],
             params=[Param(k, _fmt(v)) for k, v in params.items()],
         )
         if self._inputs:
@@ -277,6 +317,9 @@ class SearchTracker:
             "gkd.trial_id": result.trial_id,
             "gkd.architecture": result.spec.architecture_key(),
         }
+        if result.degenerate:
+            tags["gkd.degenerate"] = "true"
+            tags["gkd.degenerate_reason"] = result.degenerate[:4000]
         if result.error:
             tags["gkd.error"] = result.error[:4000]
         if result.traceback:
@@ -301,6 +344,12 @@ class SearchTracker:
         result.run_id = run_id
         return run_id
 
+    def mark_degenerate(self, result: TrialResult) -> None:
+        """Tag an already logged trial as collapsed (``gkd.degenerate``, with the reason)."""
+        if result.run_id:
+            self.client.set_tag(result.run_id, "gkd.degenerate", "true")
+            self.client.set_tag(result.run_id, "gkd.degenerate_reason", (result.degenerate or "")[:4000])
+
     def _log_heatmaps(self, run_id: str, result: TrialResult) -> None:
         """The loss's layer-pair matrices as PNGs under ``heatmaps/`` and as one JSON file."""
         import json
@@ -314,9 +363,9 @@ class SearchTracker:
             self.client.log_artifacts(run_id, folder, "heatmaps")
 
     def finish(self, summary: SearchSummary, artifacts: Mapping[str, Path], n_feasible: int,
-               extra_metrics: Mapping[str, float], *, end: bool = True) -> None:
-        """Tag the front and the selected trial, log the search's artifacts and metrics and, with
-        ``end``, end the search run (else :meth:`end` does, after :meth:`log_student_model`)."""
+               extra_metrics: Mapping[str, float]) -> None:
+        """Tag the front and the selected trial, log the search's artifacts and metrics; the caller
+        then logs the model (:meth:`log_student_model`), :meth:`describe` s and :meth:`end` s."""
         from mlflow.entities import Metric
 
         front_ids = {r.trial_id for r in summary.pareto}
@@ -336,10 +385,8 @@ class SearchTracker:
             self.client.log_artifact(self.parent_run_id, str(path))
         now = int(time.time() * 1000)
         metrics = {"n_feasible": n_feasible, **extra_metrics}
-        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, metric_value(v), now, 0) for k, v in metrics.items()
                                                            if v is not None and not math.isnan(float(v))])
-        if end:
-            self.end()
 
     def end(self) -> None:
         """Mark the search run finished."""

@@ -116,6 +116,15 @@ class GraphDataset:
         return summary
 
 
+@dataclass(frozen=True)
+class Unset:
+    """A dataset option with no default value (``options = {"split_seed": Unset(int)}``): given,
+    it is converted to ``type``; not given, :meth:`DatasetSpec.option_values` holds ``None``, so
+    ``load`` can fall back on something else (``--seed``) without a made-up sentinel like ``-1``."""
+
+    type: type = str
+
+
 class DatasetSpec(ABC):
     """A dataset a search can run on.
 
@@ -133,6 +142,12 @@ class DatasetSpec(ABC):
     #: True: ``--dataset`` keys that ``options`` does not declare reach :meth:`load` as strings
     #: (``pyg:`` passes them to a PyG dataset class); False: they are an error
     passes_other_options: ClassVar[bool] = False
+
+    def option_values(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Every declared option: the given ``options`` over the defaults, ``None`` for an
+        :class:`Unset` one that was not given."""
+        defaults = {k: None if isinstance(v, Unset) else v for k, v in self.options.items()}
+        return {**defaults, **options}
 
     @abstractmethod
     def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
@@ -246,6 +261,8 @@ class ModelFamily(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: the citation of the paper whose equations the models implement
+    paper: ClassVar[str] = ""
     uses_graph: ClassVar[bool] = True
     #: relational families (RGCN) read edge types; ``build`` then also gets ``num_relations``
     relational: ClassVar[bool] = False
@@ -516,9 +533,12 @@ class TrialSpec:
 
 
 def architecture_key(family: str, num_layers: int, hidden_channels: int, family_params: Mapping[str, Any]) -> str:
-    """A stable name of an architecture, e.g. ``gat-2x64-heads=4``; latency is cached by it."""
+    """A stable name of an architecture that reads without a decoder: family, layers (``L``), the
+    hidden width when there is one, then family parameters: ``gcn-2L-16``, ``mlp-1L`` (one layer:
+    no hidden width), ``sgc-3L``, ``gat-2L-64-heads=4``; latency is cached by it."""
     extra = "".join(f"-{k}={family_params[k]}" for k in sorted(family_params))
-    return f"{family}-{num_layers}x{hidden_channels}{extra}"
+    width = f"-{hidden_channels}" if hidden_channels else ""
+    return f"{family}-{num_layers}L{width}{extra}"
 
 
 @dataclass
@@ -543,6 +563,9 @@ class TrialResult:
     val_score: Optional[float] = None
     test_score: Optional[float] = None
     val_score_se: Optional[float] = None
+    #: why the trial counts as collapsed (``None``: it did not): its validation score is below
+    #: the chance level, or far below its architecture's ``none`` trial; tag ``gkd.degenerate``
+    degenerate: Optional[str] = None
     train_seconds: Optional[float] = None
     epochs_run: Optional[int] = None
     train_seconds_per_epoch: Optional[float] = None
@@ -588,3 +611,4 @@ class SearchSummary:
     model_uri: Optional[str] = None
     registered_model: Optional[str] = None
     registered_version: Optional[str] = None
+    experiment_id: Optional[str] = None

@@ -25,9 +25,9 @@ def test_summary_table_collapses_identical_trials_and_marks_the_selected():
     stream = io.StringIO()
     print_summary(summary, ConsoleReporter(stream=stream))
     text = stream.getvalue()
-    assert text.count("mlp-1x0") == 1 and "(x2 identical trials)" in text
-    assert text.index("mlp-1x0") < text.index("gcn-2x16")  # sorted by latency
-    assert "  * gcn-2x16" in text and "16.0x" in text
+    assert text.count("mlp-1L") == 1 and "(x2 identical trials)" in text
+    assert text.index("mlp-1L") < text.index("gcn-2L-16")  # sorted by latency
+    assert "  * gcn-2L-16" in text and "16.0x" in text
     assert "gkd_search.load_student('run-c')" in text
     assert "mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db" in text
 
@@ -46,7 +46,7 @@ def test_summary_names_the_rule_the_best_scoring_trial_speedup_and_the_registere
     print_summary(summary, ConsoleReporter(stream=stream))
     text = stream.getvalue()
     assert "--select one-se: the fewest parameters among trials within one standard error (0.017)" in text
-    assert "gcn-2x16 softkd: val 0.820, test 0.835, p50 0.30 ms, 23,000 parameters: 16.0x smaller and 3.0x faster" in text
-    assert "Best-scoring trial (b): gcn-2x128 softkd: val 0.828, test 0.829" in text
-    assert "  b gcn-2x128" in text and "teacher gcn:2:256: val 0.800 test 0.815, p50 0.90 ms" in text
+    assert "gcn-2L-16 softkd: val 0.820, test 0.835, p50 0.30 ms, 23,000 parameters: 16.0x smaller and 3.0x faster" in text
+    assert "Best-scoring trial (b): gcn-2L-128 softkd: val 0.828, test 0.829" in text
+    assert "  b gcn-2L-128" in text and "teacher gcn:2:256: val 0.800 test 0.815, p50 0.90 ms" in text
     assert "registered as models:/gkd-cora/3; serve it with: mlflow models serve -m models:/gkd-cora/3" in text

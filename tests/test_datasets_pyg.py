@@ -13,7 +13,7 @@ from pyg_files import graph, write_planetoid, write_shchur_npz, write_tudataset,
 
 from gkd_search.datasets._graph import GraphFileError
 from gkd_search.errors import DataMissingError
-from gkd_search.search import parse_dataset, typed_dataset_options
+from gkd_search.loading import parse_dataset, typed_dataset_options
 from gkd_search.testing import check_dataset
 
 pytestmark = pytest.mark.usefixtures("one_thread")

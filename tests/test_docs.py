@@ -68,27 +68,63 @@ def test_every_method_is_described_in_docs_methods(gkd_registry):
         assert f"`{name}`" in text
 
 
-def test_every_data_file_of_the_package_is_declared_as_package_data():
-    """A non-editable install (a wheel) carries only ``.py`` files and declared package data: the
-    built-in search spaces must be declared, or ``--space default`` breaks after ``pip install .``."""
+def test_every_package_and_data_file_is_declared():
+    """A non-editable install carries only the listed packages, their ``.py`` files and declared
+    package data: a package left out of ``pyproject.toml``'s list, or a data file not declared,
+    is missing after ``pip install .``."""
     import fnmatch
 
     import pytest
 
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gkd_search"]
-    package = ROOT / "gkd_search"
-    data_files = [p.relative_to(package).as_posix() for p in package.rglob("*")
-                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
-    assert "search_spaces/default.yaml" in data_files
-    missing = [f for f in data_files if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
-    assert not missing, f"files under gkd_search/ that a wheel would leave out: {missing}"
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"gkd_search": ROOT / "gkd_search",
+               **{name: ROOT / path for name, path in setuptools["package-dir"].items()}}
+    packages = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "gkd_search").rglob("__init__.py")}
+    packages |= set(setuptools["package-dir"])
+    assert packages == set(setuptools["packages"]), set(setuptools["packages"]) ^ packages
+    for package in setuptools["packages"]:
+        folder = folders.get(package) or ROOT / package.replace(".", "/")
+        data = [p.name for p in folder.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc")]
+        declared = setuptools["package-data"].get(package, [])
+        missing = [f for f in data if not any(fnmatch.fnmatch(f, pattern) for pattern in declared)]
+        assert not missing, f"{package}: files a wheel would leave out: {missing}"
+    assert "default.yaml" in [p.name for p in (ROOT / "search_spaces").iterdir()]
+
+
+def test_a_wheel_ships_the_search_spaces_and_a_non_editable_install_finds_them(tmp_path):
+    """Build the wheel (what ``pip install .`` installs), install it into a folder of its own and
+    load ``--space default`` from there, away from the repository."""
+    import subprocess
+    import sys
+    import zipfile
+
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("gkd_search-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for space in ("default", "deep-gcnii", "mlp-students"):
+        assert f"gkd_search/search_spaces/{space}.yaml" in names
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                              str(tmp_path / "site"), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    code = ("import gkd_search, gkd_search.space as s; from gkd_search.registry import build_registry; "
+            "r = build_registry(); sp = s.load_space('deep-gcnii', r.families, r.methods); "
+            "print(gkd_search.__file__); print(s.SPACES_DIR); print(sorted(sp.families))")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    module, spaces, families = run.stdout.strip().splitlines()[-3:]
+    assert module.startswith(str(tmp_path / "site")) and spaces == str(tmp_path / "site" / "gkd_search" / "search_spaces")
+    assert families == "['gcnii']"
 
 
 def test_the_own_graph_example_writes_a_graph_gkd_search_reads(gkd_registry, tmp_path, monkeypatch):
     """docs/datasets.md's five-line example, run as written: it writes ``mygraph.npz``, which
     ``--dataset mygraph.npz`` reads (the searches themselves: tests/test_search_own_graph.py)."""
-    from gkd_search.search import parse_dataset, typed_dataset_options
+    from gkd_search.loading import parse_dataset, typed_dataset_options
 
     section = (DOCS / "datasets.md").read_text().split("## Your own graph", 1)[1]
     code = re.findall(r"```python\n(.*?)\n```", section, flags=re.S)[0]

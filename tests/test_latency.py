@@ -188,26 +188,26 @@ def tiny_dataset(seed=0) -> GraphDataset:
 def test_cache_round_trip(tmp_path):
     ds, p = tiny_dataset(), LatencyProtocol(**FAST)
     cache = LatencyCache(tmp_path, ds, p)
-    assert cache.get("gcn-2x16") is None
+    assert cache.get("gcn-2L-16") is None
     m = LatencyMeasurement(1.5, 2.5, 1.7, 1.1, 30)
-    cache.put("gcn-2x16", m)
+    cache.put("gcn-2L-16", m)
     cache.save()
     assert cache.path.is_file()
     assert cache.path.parent == tmp_path / "latency"
     again = LatencyCache(tmp_path, ds, p)
     assert again.path == cache.path
-    assert again.get("gcn-2x16") == m
-    assert again.get("gcn-3x16") is None
+    assert again.get("gcn-2L-16") == m
+    assert again.get("gcn-3L-16") is None
     # another protocol or another dataset: another file
-    assert LatencyCache(tmp_path, ds, LatencyProtocol(name="full", **FAST)).get("gcn-2x16") is None
-    assert LatencyCache(tmp_path, tiny_dataset(seed=1), p).get("gcn-2x16") is None
+    assert LatencyCache(tmp_path, ds, LatencyProtocol(name="full", **FAST)).get("gcn-2L-16") is None
+    assert LatencyCache(tmp_path, tiny_dataset(seed=1), p).get("gcn-2L-16") is None
     assert not list((tmp_path / "latency").glob("tmp-*"))  # no temporary files left
 
 
 @pytest.mark.parametrize(
     "content",
     [b"{not json", b"", b"\xff\xfe\x00binary", b"[]", b'{"version": "0.1.0"}', b'{"entries": [1, 2]}',
-     b'{"entries": {"gcn-2x16": {"p50": 1}}}', b'{"entries": {"gcn-2x16": 3}}'],
+     b'{"entries": {"gcn-2L-16": {"p50": 1}}}', b'{"entries": {"gcn-2L-16": 3}}'],
 )
 def test_corrupt_cache_is_ignored(tmp_path, content):
     ds, p = tiny_dataset(), LatencyProtocol(**FAST)
@@ -215,13 +215,13 @@ def test_corrupt_cache_is_ignored(tmp_path, content):
     path.parent.mkdir(parents=True)
     path.write_bytes(content)
     cache = LatencyCache(tmp_path, ds, p)
-    assert cache.get("gcn-2x16") is None
+    assert cache.get("gcn-2L-16") is None
     # and it is overwritten by the next save
     m = LatencyMeasurement(1.0, 2.0, 1.5, 0.5, 30)
-    cache.put("gcn-2x16", m)
+    cache.put("gcn-2L-16", m)
     cache.save()
-    assert json.loads(path.read_text())["entries"]["gcn-2x16"]["p50_ms"] == 1.0
-    assert LatencyCache(tmp_path, ds, p).get("gcn-2x16") == m
+    assert json.loads(path.read_text())["entries"]["gcn-2L-16"]["p50_ms"] == 1.0
+    assert LatencyCache(tmp_path, ds, p).get("gcn-2L-16") == m
 
 
 def test_measure_all_uses_cache(gkd_registry, tmp_path):
@@ -238,20 +238,20 @@ def test_measure_all_uses_cache(gkd_registry, tmp_path):
             calls.append(f"{name}-{layers}")
             return fam.build(ds.num_features, ds.num_classes, layers, 8)
 
-        return (f"{name}-{layers}x8", build, fam.num_hops(layers))
+        return (f"{name}-{layers}L-8", build, fam.num_hops(layers))
 
     archs = [builder("gcn", 2), builder("mlp", 2)]
     first = measure_all(archs, bench, LatencyCache(tmp_path, ds, p), lambda k, m, cached: events.append((k, cached)))
     assert calls == ["gcn-2", "mlp-2"]
-    assert events == [("gcn-2x8", False), ("mlp-2x8", False)]
-    assert set(first) == {"gcn-2x8", "mlp-2x8"}
+    assert events == [("gcn-2L-8", False), ("mlp-2L-8", False)]
+    assert set(first) == {"gcn-2L-8", "mlp-2L-8"}
     assert all(m.repeats == 30 for m in first.values())
 
     # a new cache object reads the file written after each measurement: no builder is called
     events.clear()
     second = measure_all(archs, bench, LatencyCache(tmp_path, ds, p), lambda k, m, cached: events.append((k, cached)))
     assert calls == ["gcn-2", "mlp-2"]
-    assert events == [("gcn-2x8", True), ("mlp-2x8", True)]
+    assert events == [("gcn-2L-8", True), ("mlp-2L-8", True)]
     assert second == first
 
     # a new architecture alone is measured

@@ -110,7 +110,7 @@ def test_minibatch_matches_full_batch_on_cora(gkd_registry, cora_teacher):
     """Neighbour-sampled mini-batches (fan-out 10,10) reach the full-batch test accuracy within
     2 points (mean of 3 seeds), for a GCN student distilled with soft labels."""
     dataset, teacher = cora_teacher
-    latency = {"gcn-2x64": LatencyMeasurement(0.5, 0.6, 0.5, 0.4, 30)}
+    latency = {"gcn-2L-64": LatencyMeasurement(0.5, 0.6, 0.5, 0.4, 30)}
     accuracies: dict[str, list[float]] = {"off": [], "on": []}
     for mode in ("off", "on"):
         ctx = TrialContext(dataset=dataset, teacher=teacher, families=gkd_registry.families,

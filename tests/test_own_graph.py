@@ -15,7 +15,7 @@ from pyg_files import graph
 from torch_geometric.data import Data
 
 from gkd_search.datasets._graph import GraphFileError
-from gkd_search.search import parse_dataset, typed_dataset_options
+from gkd_search.loading import parse_dataset, typed_dataset_options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

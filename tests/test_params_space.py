@@ -269,7 +269,7 @@ def test_only_families_known_but_absent_from_file_joins_with_the_family_defaults
     assert space.families["sage"].hidden_channels == sage.default_hidden_channels
     assert space.families["gat"].params["heads"] == (1, 2)  # from the file, not the defaults
     keys = {a.key for a in space.architectures(gkd_registry.families)}
-    assert {"sage-1x0", "sage-3x128"} <= keys
+    assert {"sage-1L", "sage-3L-128"} <= keys
     sgc = load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_families=["sgc"])
     assert sgc.families["sgc"].hidden_channels == (0,)  # SGC has no hidden width
 
@@ -284,16 +284,16 @@ def test_architectures_by_hand(tmp_path, gkd_registry):
     assert len(keys) == len(set(keys))
     assert set(keys) == {
         # gcn: the two 1-layer models (hidden 16 and 32) are the same model
-        "gcn-1x0", "gcn-2x16", "gcn-2x32",
+        "gcn-1L", "gcn-2L-16", "gcn-2L-32",
         # gat: heads are dropped for a 1-layer model, so 4 one-layer combinations collapse to one
-        "gat-1x0", "gat-2x8-heads=1", "gat-2x8-heads=2", "gat-2x16-heads=1", "gat-2x16-heads=2",
+        "gat-1L", "gat-2L-8-heads=1", "gat-2L-8-heads=2", "gat-2L-16-heads=1", "gat-2L-16-heads=2",
         # mlp
-        "mlp-1x0", "mlp-2x32", "mlp-3x32",
+        "mlp-1L", "mlp-2L-32", "mlp-3L-32",
     }
     assert len(archs) == 11
     one_layer = [a for a in archs if a.num_layers == 1]
     assert all(a.hidden_channels == 0 and a.family_params == () for a in one_layer)
-    gat2 = next(a for a in archs if a.key == "gat-2x16-heads=2")
+    gat2 = next(a for a in archs if a.key == "gat-2L-16-heads=2")
     assert gat2 == Architecture("gat", 2, 16, (("heads", 2),))
 
 
@@ -302,7 +302,7 @@ def test_duplicate_depths_collapse(tmp_path, gkd_registry):
                                  "methods: {none: {}}\n")
     space = load(path, gkd_registry)
     assert space.families["gcn"].num_layers == (2, 1)
-    assert sorted(a.key for a in space.architectures(gkd_registry.families)) == ["gcn-1x0", "gcn-2x8"]
+    assert sorted(a.key for a in space.architectures(gkd_registry.families)) == ["gcn-1L", "gcn-2L-8"]
 
 
 # ------------------------------------------------------------------------------ suggest_spec
@@ -311,7 +311,7 @@ def test_duplicate_depths_collapse(tmp_path, gkd_registry):
 def test_suggest_spec_respects_feasible_and_methods(tmp_path, gkd_registry):
     space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry)
     archs = {a.key: a for a in space.architectures(gkd_registry.families)}
-    feasible_keys = {"gcn-1x0", "gcn-2x32", "gat-2x16-heads=2", "gat-2x8-heads=1", "mlp-2x32", "mlp-3x32"}
+    feasible_keys = {"gcn-1L", "gcn-2L-32", "gat-2L-16-heads=2", "gat-2L-8-heads=1", "mlp-2L-32", "mlp-3L-32"}
     feasible = [archs[k] for k in sorted(feasible_keys)]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen_archs, seen_pairs = set(), set()
@@ -348,7 +348,7 @@ def test_suggest_spec_respects_feasible_and_methods(tmp_path, gkd_registry):
 
 def test_suggest_spec_single_feasible_architecture(tmp_path, gkd_registry):
     space = load(write_space(tmp_path, SMALL_SPACE), gkd_registry)
-    arch = next(a for a in space.architectures(gkd_registry.families) if a.key == "gat-2x8-heads=2")
+    arch = next(a for a in space.architectures(gkd_registry.families) if a.key == "gat-2L-8-heads=2")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
         spec = suggest_spec(study.ask(), space, [arch], gkd_registry.families, gkd_registry.methods, seed=0)

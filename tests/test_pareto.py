@@ -116,18 +116,18 @@ def test_one_se_takes_the_fewest_parameters_within_one_standard_error_of_the_bes
     validation nodes is noise (binomial SE of 0.828 on 500 nodes: 0.0169)."""
     se = math.sqrt(0.828 * 0.172 / 500)
     results = [
-        result("gcn-2x128", 0.828, 0.9, 184_000, se=se),
-        result("gcn-2x16", 0.826, 0.3, 23_000, se=0.017),
+        result("gcn-2L-128", 0.828, 0.9, 184_000, se=se),
+        result("gcn-2L-16", 0.826, 0.3, 23_000, se=0.017),
         result("mlp-tiny-but-bad", 0.700, 0.1, 5_000, se=0.02),
         result("too-slow-small", 0.83, 20.0, 1_000, se=0.017),
     ]
     choice = select(results, budget_ms=10.0)
     assert choice.rule == "one-se"
-    assert choice.best.trial_id == "gcn-2x128"
-    assert choice.selected.trial_id == "gcn-2x16"
+    assert choice.best.trial_id == "gcn-2L-128"
+    assert choice.selected.trial_id == "gcn-2L-16"
     assert choice.tolerance == pytest.approx(se)
     # the old rule still picks the best score
-    assert select(results, budget_ms=10.0, rule="best").selected.trial_id == "gcn-2x128"
+    assert select(results, budget_ms=10.0, rule="best").selected.trial_id == "gcn-2L-128"
 
 
 def test_one_se_keeps_the_best_when_the_others_are_clearly_worse():

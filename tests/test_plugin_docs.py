@@ -139,11 +139,17 @@ def test_every_building_block_and_contract_check_is_documented():
     for name in nn.__all__:
         assert f"`{name}" in blocks, f"gkd_search.nn.{name} is not in docs/plugins.md"
     kit = section("Testing a plugin (`gkd_search.testing`)")
-    public = [n for n, v in vars(testing).items() if (n.startswith("check_") or n in ("ContractGraph", "parameter_draws"))
-              and callable(v) and getattr(v, "__module__", "") == testing.__name__]
-    assert {"check_method", "check_family", "check_structural_loss", "check_dataset"} <= set(public)
+    public = [n for n in testing.__all__ if callable(getattr(testing, n))]
+    assert {"check_method", "check_family", "check_structural_loss", "check_dataset", "family_cases"} <= set(public)
     for name in public:
-        assert f"`{name}(" in kit or f"`{name}." in kit, f"gkd_search.testing.{name} is not in docs/plugins.md"
+        assert f"`{name}(" in kit or f"`{name}." in kit or f"`{name}`" in kit, \
+            f"gkd_search.testing.{name} is not in docs/plugins.md"
+    from gkd_search.testing import pytest_plugin
+
+    for name in ("family_contract", "method_contract", "structural_loss_contract", "dataset_contract",
+                 "gkd_registry", "gkd_contract_graph"):
+        assert hasattr(pytest_plugin, name) and f"`{name}" in kit + section("Testing a plugin (`gkd_search.testing`)"), name
+        assert name in kit, f"gkd_search.testing.pytest_plugin.{name} is not in docs/plugins.md"
 
 
 # ----------------------------------------------------------------------- the worked example, run

@@ -92,6 +92,8 @@ def test_cli_prints_progress_front_and_mlflow_command(searches):
     assert "registered as models:/gkd-cora/1; serve it with: mlflow models serve -m models:/gkd-cora/1" in out
     assert "registered as models:/gkd-cora/2" in searches[1].stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert "open http://127.0.0.1:5000/#/experiments/" in out and "viewStateShareKey=gkd-trials" in out
+    assert "%|" not in out and "epoch/s" not in out  # no live progress bars when stdout is not a terminal
     for proc in searches:  # MLflow's own chatter (progress bars, hints) stays out
         assert "INFO mlflow" not in proc.stderr and "Traceback" not in proc.stderr
         assert "Downloading artifacts" not in proc.stderr + proc.stdout
@@ -126,14 +128,14 @@ def test_one_child_run_per_trial_with_every_documented_name(client):
             assert TRIAL_METRICS <= set(metrics)
             assert 0.0 <= metrics["val_acc"] <= 1.0 and 0.0 <= metrics["test_acc"] <= 1.0
             assert metrics["latency_ms_p50"] <= metrics["latency_ms_p95"]
-            assert metrics["compression_ratio"] == pytest.approx(teacher_params / metrics["params"])
-            assert metrics["acc_retention"] == pytest.approx(metrics["test_acc"] / teacher_test)
+            assert metrics["compression_ratio"] == pytest.approx(teacher_params / metrics["params"], abs=1e-6)
+            assert metrics["acc_retention"] == pytest.approx(metrics["test_acc"] / teacher_test, abs=2e-6)
             assert metrics["val_score"] == metrics["val_acc"]  # the default metric is accuracy
             assert metrics["speedup"] == pytest.approx(parent.data.metrics["teacher_latency_ms_p50"]
-                                                       / metrics["latency_ms_p50"])
+                                                       / metrics["latency_ms_p50"], rel=1e-4)
             # binomial standard error on Cora's 500 validation nodes
             p = metrics["val_acc"]
-            assert metrics["val_score_se"] == pytest.approx((p * (1 - p) / 500) ** 0.5)
+            assert metrics["val_score_se"] == pytest.approx((p * (1 - p) / 500) ** 0.5, abs=2e-6)
         inputs = run.inputs.dataset_inputs
         assert [i.dataset.digest for i in inputs] == [parent.data.params["dataset_hash"]]
 
@@ -146,11 +148,11 @@ def test_exactly_one_selected_run_the_smallest_within_one_standard_error_of_the_
     ok = [r for r in children if r.data.tags["gkd.status"] == "ok" and r.data.metrics["latency_ms_p50"] <= 10]
     best = max(ok, key=lambda r: (r.data.metrics["val_score"], -r.data.metrics["latency_ms_p50"]))
     tolerance = best.data.metrics["val_score_se"]
-    assert parent.data.metrics["select_tolerance"] == pytest.approx(tolerance)
+    assert parent.data.metrics["select_tolerance"] == pytest.approx(tolerance, abs=1e-6)
     assert parent.data.tags["gkd.best_run_id"] == best.info.run_id
     assert parent.data.metrics["best_val_score"] == best.data.metrics["val_score"]
-    close = [r for r in ok if r.data.metrics["val_score"] >= best.data.metrics["val_score"] - tolerance - 1e-12]
-    assert chosen["val_score"] >= best.data.metrics["val_score"] - tolerance - 1e-12
+    close = [r for r in ok if r.data.metrics["val_score"] >= best.data.metrics["val_score"] - tolerance - 2e-6]
+    assert chosen["val_score"] >= best.data.metrics["val_score"] - tolerance - 2e-6
     assert chosen["params"] == min(r.data.metrics["params"] for r in close)
     assert selected[0].data.tags["gkd.pareto"] == "true"
     assert parent.data.tags["gkd.selected_run_id"] == selected[0].info.run_id
@@ -166,8 +168,8 @@ def test_load_student_reproduces_logged_test_accuracy_exactly(client, workdir):
     for source in (selected.info.run_id, parent.info.run_id):  # a search run resolves to its selected student
         student = gkd_search.load_student(source, tracking_uri=uri)
         val_acc, test_acc = student.evaluate(dataset)
-        assert test_acc == selected.data.metrics["test_acc"]
-        assert val_acc == selected.data.metrics["val_acc"]
+        assert test_acc == pytest.approx(selected.data.metrics["test_acc"], abs=1e-6)  # logged to 6 decimals
+        assert val_acc == pytest.approx(selected.data.metrics["val_acc"], abs=1e-6)
         assert student.spec.family == selected.data.params["family"]
 
 
@@ -234,8 +236,9 @@ def test_one_registered_version_per_search_with_lineage_tags(client):
         assert float(tags["gkd.budget_ms"]) == 10.0
         assert parent.data.tags["gkd.model_uri"] == f"models:/gkd-cora/{version.version}"
         trial = client.get_run(tags["gkd.trial_run_id"]).data.metrics
-        assert float(tags["gkd.compression_ratio"]) == pytest.approx(trial["compression_ratio"], rel=1e-3)
-        assert float(tags["gkd.speedup"]) == pytest.approx(trial["speedup"], rel=1e-3)
+        assert float(tags["gkd.compression_ratio"]) == pytest.approx(trial["compression_ratio"], abs=1e-4)
+        assert "Selected student" in parent.data.tags["mlflow.note.content"]
+        assert float(tags["gkd.speedup"]) == pytest.approx(trial["speedup"], abs=1e-4)
         # the search run shows the graph as its input dataset, and the model among its outputs
         assert [i.dataset.name for i in parent.inputs.dataset_inputs] == ["cora"]
         assert parent.outputs is not None and len(parent.outputs.model_outputs) == 1
@@ -313,3 +316,124 @@ def test_mlflow_models_serve_answers_with_the_students_predictions(workdir):
     assert [row["predicted_class"] for row in rows] == expected.argmax(dim=1).tolist()
     served = torch.tensor([[row[f"probability_{c}"] for c in range(7)] for row in rows], dtype=torch.double)
     assert (served - expected).abs().max() < 1e-5
+
+
+# ------------------------------------------------------------------ the MLflow UI, in a real browser
+
+DOC_IMAGES = ROOT / "docs" / "img"
+
+
+def _browser():
+    """Headless Debian Chromium through chromedriver (selenium), or a skip naming what is missing."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[dev]')")
+    if not chromium or not driver:
+        pytest.skip("no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver; .ci/run does)")
+    options = Options()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1900,1000"):
+        options.add_argument(flag)
+    options.binary_location = chromium
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def _wait_for_text(browser, needles, seconds=90) -> str:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + seconds
+    while True:
+        text = browser.find_element(By.TAG_NAME, "body").text
+        if all(n in text for n in needles) or time.time() > deadline:
+            return text
+        time.sleep(1)
+
+
+def _close_side_panels(browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    for label in ("Close", "Hide banner"):  # the MLflow Assistant panel, the shared-view banner
+        for button in browser.find_elements(By.CSS_SELECTOR, f"button[aria-label='{label}']"):
+            try:
+                button.click()
+            except Exception:  # noqa: BLE001 - a panel that is gone or covered is fine
+                pass
+    time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(workdir, searches):
+    """``mlflow ui`` on the searches' store, 127.0.0.1 and a free port; stopped by process id."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
+         "--host", "127.0.0.1", "--port", str(port)], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        assert server.poll() is None, server.stdout.read()[-3000:]
+        assert time.time() < deadline, "mlflow ui did not answer within 180 s"
+        time.sleep(1)
+    yield f"http://127.0.0.1:{port}"
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+def test_the_mlflow_ui_shows_the_trials_the_selected_student_and_its_numbers(client, mlflow_ui, tmp_path):
+    """The URL the CLI prints opens MLflow 3's model-training runs table on the trials, flat and
+    sorted, with the selected flag, scores, latency and compression as columns; the search run's
+    page opens on its description with the selected student. The screenshots are the README's."""
+    from gkd_search.mlflow_ui import run_url, trials_url
+
+    _, parent, children = parents_and_children(client)
+    experiment = parent.info.experiment_id
+    assert client.get_experiment(experiment).tags["mlflow.experimentKind"] == "custom_model_development"
+    selected = next(r for r in children if r.data.tags["gkd.selected"] == "true")
+    browser = _browser()
+    try:
+        browser.get(trials_url(mlflow_ui, experiment))
+        names = [r.info.run_name for r in children]
+        text = _wait_for_text(browser, [selected.info.run_name, "val_acc", "compression_ratio"])
+        _close_side_panels(browser)
+        browser.save_screenshot(str(tmp_path / "mlflow-trials.png"))
+        text = _wait_for_text(browser, [selected.info.run_name])
+        for column in ("gkd.selected", "val_acc", "latency_ms_p50", "compression_ratio", "speedup", "method"):
+            assert column in text, column
+        assert sum(name in text for name in names) >= min(len(names), 8)  # the trials are listed flat
+        assert parent.info.run_name not in text  # the trials view hides the search row
+        assert "true" in text  # the selected trial's gkd.selected cell
+        assert f"{selected.data.metrics['val_acc']:g}" in text
+        assert f"{selected.data.metrics['compression_ratio']:.6g}"[:5] in text
+
+        browser.get(run_url(mlflow_ui, experiment, parent.info.run_id))
+        text = _wait_for_text(browser, ["Selected student", selected.data.tags["gkd.architecture"]])
+        _close_side_panels(browser)
+        browser.save_screenshot(str(tmp_path / "mlflow-search-run.png"))
+        assert "Selected student" in text and selected.data.tags["gkd.architecture"] in text
+        assert "Pareto front" in text and "Teacher" in text
+    finally:
+        browser.quit()
+    for name in ("mlflow-trials.png", "mlflow-search-run.png"):
+        assert (tmp_path / name).stat().st_size > 20_000
+        if os.environ.get("GKD_UPDATE_DOC_IMAGES"):
+            DOC_IMAGES.mkdir(exist_ok=True)
+            (DOC_IMAGES / name).write_bytes((tmp_path / name).read_bytes())

@@ -93,7 +93,7 @@ class GraphFile(DatasetSpec):
                "classes": 0}
 
     def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
-        settings = {**self.options, **options}
+        settings = self.option_values(options)
         if not settings["path"]:
             raise GraphFileError("file: give the graph's path, e.g. --dataset file:path=graph.npz or --dataset graph.npz")
         path = Path(str(settings["path"])).expanduser()

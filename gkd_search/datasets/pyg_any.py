@@ -98,7 +98,7 @@ class PygDataset(DatasetSpec):
     passes_other_options = True
 
     def load(self, root: Optional[Path], cache_dir: Path, seed: int, **options: Any) -> GraphDataset:
-        settings = {**self.options, **options}
+        settings = self.option_values(options)
         class_name = str(settings["class"])
         if not class_name:
             raise GraphFileError("pyg: give the dataset class, e.g. --dataset pyg:class=Coauthor,name=CS")

@@ -22,7 +22,7 @@ from ..errors import TrialFailed
 from ..metrics import accuracy
 from ..types import GraphModel, ModelOutput, run_model
 
-__all__ = ["BestWeights", "Metric", "TrainOutcome", "TrainingSettings", "accuracy", "evaluate", "make_optimizer",
+__all__ = ["BestWeights", "EpochCallback", "Metric", "TrainOutcome", "TrainingSettings", "accuracy", "evaluate", "make_optimizer",
            "predict", "train_model"]
 
 
@@ -72,6 +72,8 @@ class TrainOutcome:
 #: ``metric(logits, y, mask) -> float``: accuracy, a dataset's official evaluator, or another
 #: :class:`~gkd_search.metrics.ScoreMetric`
 Metric = Callable[[Tensor, Tensor, Tensor], float]
+#: ``on_epoch(epoch, val score, best val score so far)``, after each epoch (progress displays)
+EpochCallback = Callable[[int, float, float], None]
 
 
 @torch.no_grad()
@@ -98,11 +100,13 @@ class BestWeights:
     def __init__(self, model: nn.Module, patience: int, metric: Metric = accuracy) -> None:
         self.model, self.patience, self.metric = model, patience, metric
         self.score, self.loss, self.epoch = -math.inf, math.inf, 0
+        self.last = math.nan  # the latest epoch's score
         self.state = copy.deepcopy(model.state_dict())
 
     def update(self, epoch: int, logits: Tensor, data) -> bool:
         """Record this epoch's eval-mode ``logits``; return False when patience has run out."""
         score = self.metric(logits, data.y, data.val_mask)
+        self.last = score
         score = -math.inf if math.isnan(score) else score
         val_loss = float(F.cross_entropy(logits[data.val_mask], data.y[data.val_mask]))
         if self.epoch == 0 or score > self.score or (score == self.score and val_loss < self.loss):
@@ -126,6 +130,7 @@ def train_model(
     settings: TrainingSettings,
     extra_parameters: Iterable[nn.Parameter] = (),
     metric: Metric = accuracy,
+    on_epoch: Optional[EpochCallback] = None,
 ) -> TrainOutcome:
     """Train ``model`` full-batch in place and restore its best-validation weights.
 
@@ -144,7 +149,10 @@ def train_model(
         check_finite(loss, epoch)
         loss.backward()
         optimizer.step()
-        if not best.update(epoch, predict(model, data).logits, data):
+        going_on = best.update(epoch, predict(model, data).logits, data)
+        if on_epoch is not None:
+            on_epoch(epoch, best.last, best.score)
+        if not going_on:
             break
     seconds = time.perf_counter() - start
     best.restore()

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, fanouts_for
 from ..types import GraphModel, ModelOutput, run_model
-from .loop import BestWeights, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, make_optimizer, predict
+from .loop import BestWeights, EpochCallback, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, make_optimizer, predict
 
 MODES = ("auto", "on", "off")
 
@@ -111,6 +111,7 @@ def train_minibatch(
     extra_parameters: Iterable[nn.Parameter] = (),
     metric: Metric = accuracy,
     seed: int = 0,
+    on_epoch: Optional[EpochCallback] = None,
 ) -> TrainOutcome:
     """Train ``model`` on sampled mini-batches in place and restore its best-validation weights.
 
@@ -142,7 +143,10 @@ def train_minibatch(
             check_finite(loss, epoch)
             loss.backward()
             optimizer.step()
-        if not best.update(epoch, predict(model, data, chunk).logits, data):
+        going_on = best.update(epoch, predict(model, data, chunk).logits, data)
+        if on_epoch is not None:
+            on_epoch(epoch, best.last, best.score)
+        if not going_on:
             break
     seconds = time.perf_counter() - start
     best.restore()

@@ -72,6 +72,14 @@ def layer_in_chunks(index: NeighbourhoodIndex, chunk_size: int, layer: Callable[
 class LayerStack(GraphModel):
     """``dropout -> layer -> (record) -> activation`` for every layer but the last, which gives logits.
 
+    Its chunked :meth:`inference` and a served request (:mod:`gkd_search.serving`) are exact for
+    layers that read one hop of in-neighbours and do not normalise by degree themselves (GCN with
+    ``normalize=``, GraphSAGE, GAT, GIN). A layer reading several hops (``TAGConv(K=2)``) needs the
+    family's ``num_hops`` to say so and its own chunked inference; a layer normalising inside
+    (``GCNConv(normalize=True)``, ``ChebConv``) must get its normalisation as ``normalize=`` instead,
+    or it would see a chunk's or a request's degrees. ``gkd_search.testing.check_family`` fails
+    for both.
+
     Args:
         layers: the layers, each called as ``layer(x, edge_index)`` when ``uses_graph`` (with
             ``edge_weight`` when ``normalize`` is given, ``edge_type`` when ``relational``),
@@ -82,11 +90,13 @@ class LayerStack(GraphModel):
             layers themselves do not normalise (GCN, GCNII); :meth:`inference` computes them on
             the whole graph, which keeps chunked inference exact.
         relational: the layers take ``edge_type`` (RGCN).
+        chunked_inference: False for layers that read more than one hop (``TAGConv(K=2)``):
+            :meth:`inference` then runs the whole forward at once (exact, not chunked).
     """
 
     def __init__(self, layers: list[nn.Module], dropout: float, uses_graph: bool,
                  act: Callable[[Tensor], Tensor] = F.relu, normalize: Optional[Normalizer] = None,
-                 relational: bool = False) -> None:
+                 relational: bool = False, chunked_inference: bool = True) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.dropout = float(dropout)
@@ -94,6 +104,7 @@ class LayerStack(GraphModel):
         self.relational = relational
         self.act = act
         self.normalize = normalize
+        self.chunked_inference = chunked_inference
 
     @property
     def num_layers(self) -> int:
@@ -131,7 +142,7 @@ class LayerStack(GraphModel):
         """Layer by layer, ``chunk_size`` nodes at a time (see :meth:`GraphModel.inference`)."""
         self.eval()
         num_nodes = x.size(0)
-        if chunk_size is None or not self.uses_graph or num_nodes <= chunk_size:
+        if chunk_size is None or not self.uses_graph or num_nodes <= chunk_size or not self.chunked_inference:
             return super().inference(x, edge_index, edge_type, keep_hidden=keep_hidden)
         if not self.relational:
             edge_type = None  # the homogeneous view: relation types are not read

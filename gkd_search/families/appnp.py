@@ -106,6 +106,7 @@ class APPNPFamily(ModelFamily):
 
     name = "appnp"
     description = "APPNP, Gasteiger et al. 2019"
+    paper = 'Gasteiger, Bojchevski & Guennemann, "Predict then Propagate", ICLR 2019'
     hyperparameters = {"K": Choice((10, 5, 2)), "alpha": Choice((0.1, 0.2))}
 
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,

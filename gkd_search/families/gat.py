@@ -24,6 +24,7 @@ class GATFamily(ModelFamily):
 
     name = "gat"
     description = "GAT, Velickovic et al. 2018"
+    paper = 'Velickovic et al., "Graph Attention Networks", ICLR 2018'
     hyperparameters = {"heads": Choice((1, 2, 4, 8))}
     single_layer_ignores = frozenset({"heads"})
 

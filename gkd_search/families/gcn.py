@@ -16,6 +16,7 @@ class GCNFamily(ModelFamily):
 
     name = "gcn"
     description = "GCN, Kipf & Welling 2017"
+    paper = 'Kipf & Welling, "Semi-Supervised Classification with Graph Convolutional Networks", ICLR 2017'
 
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,
               dropout: float = 0.0, **params: Any) -> GraphModel:

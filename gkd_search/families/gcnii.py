@@ -120,6 +120,7 @@ class GCNIIFamily(ModelFamily):
 
     name = "gcnii"
     description = "GCNII, Chen et al. 2020"
+    paper = 'Chen, Wei, Huang, Ding & Li, "Simple and Deep Graph Convolutional Networks", ICML 2020'
     hidden_channels_at_one_layer = True
     hyperparameters = {"alpha": Choice((0.1, 0.2, 0.5)), "theta": Choice((0.5, 1.0, 1.5))}
 

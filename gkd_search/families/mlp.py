@@ -16,6 +16,7 @@ class MLPFamily(ModelFamily):
 
     name = "mlp"
     description = "MLP (graph-free at inference)"
+    paper = 'Rosenblatt 1958; Rumelhart, Hinton & Williams 1986 (a multilayer perceptron on node features)'
     uses_graph = False
 
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,

@@ -42,6 +42,7 @@ class RGCNFamily(ModelFamily):
 
     name = "rgcn"
     description = "R-GCN, Schlichtkrull et al. 2018"
+    paper = 'Schlichtkrull et al., "Modeling Relational Data with Graph Convolutional Networks", ESWC 2018'
     relational = True
     hyperparameters = {"bases": Choice((0, 4, 8))}
 

@@ -16,6 +16,7 @@ class SAGEFamily(ModelFamily):
 
     name = "sage"
     description = "GraphSAGE (mean), Hamilton et al. 2017"
+    paper = 'Hamilton, Ying & Leskovec, "Inductive Representation Learning on Large Graphs", NeurIPS 2017'
 
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,
               dropout: float = 0.0, **params: Any) -> GraphModel:

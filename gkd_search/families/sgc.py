@@ -95,6 +95,7 @@ class SGCFamily(ModelFamily):
 
     name = "sgc"
     description = "SGC, Wu et al. 2019"
+    paper = 'Wu et al., "Simplifying Graph Convolutional Networks", ICML 2019'
     uses_hidden_channels = False
 
     def build(self, in_channels: int, num_classes: int, num_layers: int, hidden_channels: int,

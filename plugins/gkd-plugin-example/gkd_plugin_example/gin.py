@@ -39,6 +39,7 @@ class GINFamily(ModelFamily):
 
     name = "gin"
     description = "GIN, Xu et al. 2019 (sum aggregation + 2-layer MLP per layer)"
+    paper = 'Xu, Hu, Leskovec & Jegelka, "How Powerful are Graph Neural Networks?", ICLR 2019'
     hyperparameters: ClassVar[Mapping[str, Param]] = {"train_eps": Choice((False, True))}
     default_hidden_channels = (16, 32, 64)
     #: a 1-layer GIN still has a hidden width: its MLP's

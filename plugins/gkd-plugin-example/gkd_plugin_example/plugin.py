@@ -8,6 +8,7 @@ from gkd_search.types import DistillationMethod, ModelFamily, StructuralLoss
 
 from .gin import GINFamily
 from .rkd import RKDLoss, RKDMethod
+from .tag import TAGFamily
 
 
 @hookimpl
@@ -22,4 +23,4 @@ def gkd_structural_losses() -> list[StructuralLoss]:
 
 @hookimpl
 def gkd_families() -> list[ModelFamily]:
-    return [GINFamily()]
+    return [GINFamily(), TAGFamily()]

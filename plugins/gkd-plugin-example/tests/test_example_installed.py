@@ -32,7 +32,7 @@ def test_gkd_search_plugins_lists_the_components(tmp_path):
     proc = gkd_search("plugins", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = {tuple(line.split()[:2]): line for line in proc.stdout.splitlines()[1:]}
-    for kind, name in (("method", "rkd"), ("loss", "rkd"), ("family", "gin")):
+    for kind, name in (("method", "rkd"), ("loss", "rkd"), ("family", "gin"), ("family", "tag")):
         assert "example" in rows[(kind, name)] and "gkd-plugin-example 0.1.0" in rows[(kind, name)]
     blocked = gkd_search("plugins", "--block-plugin", "example", cwd=tmp_path)
     assert blocked.returncode == 0

@@ -1,5 +1,6 @@
 """RKD on graphs: the potentials by hand, the paper's invariances, the sampled relations, and the
-gkd-search contract (``gkd_search.testing``) for the loss and the method."""
+gkd-search contract for the loss and the method, through gkd-search's pytest plugin (its fixtures
+``gkd_registry`` and ``gkd_contract_graph``, and one test per contract case)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from gkd_plugin_example.rkd import (
     graph_wedges,
 )
 
-from gkd_search.registry import build_registry, get_plugin_manager
-from gkd_search.testing import ContractGraph, check_logged_params, check_loss, check_method, check_structural_loss
+from gkd_search.testing import check_logged_params, check_loss
+from gkd_search.testing.pytest_plugin import method_contract, structural_loss_contract
 
 
 @pytest.fixture(autouse=True)
@@ -29,14 +30,14 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def registry():
-    """gkd-search's registry with the installed plugins (this one included)."""
-    return build_registry(get_plugin_manager(autoload=True))
+def registry(gkd_registry):
+    """gkd-search's registry with the installed plugins (this one included): the plugin's fixture."""
+    return gkd_registry
 
 
 @pytest.fixture(scope="module")
-def contract_graph(registry):
-    return ContractGraph.build(registry)
+def contract_graph(gkd_contract_graph):
+    return gkd_contract_graph
 
 
 # --------------------------------------------------------------------------- the equations
@@ -128,12 +129,8 @@ def test_unknown_relations_value_is_refused():
 # --------------------------------------------------------------------------- the contract
 
 
-def test_rkd_loss_meets_the_structural_loss_contract():
-    check_structural_loss(RKDLoss())
-
-
-def test_rkd_method_meets_the_method_contract(contract_graph):
-    check_method(RKDMethod(), contract_graph)
+test_rkd_loss_meets_the_structural_loss_contract = structural_loss_contract(RKDLoss())
+test_rkd_method_meets_the_method_contract = method_contract(RKDMethod())
 
 
 def test_rkd_hyperparameters_come_back_in_mlflow(contract_graph, tmp_path):

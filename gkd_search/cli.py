@@ -142,6 +142,7 @@ class LiveProgress:
             return
         self._stop.set()
         self._thread.join()
+        self.bar.refresh()  # the final state is drawn once even when the phase ended within tqdm's mininterval
         self.bar.close()
 
     def __enter__(self):

@@ -78,7 +78,7 @@ def test_hook_gkd_families_adds_a_student_family():
     registry = registry_with(FamilyPlugin())
     space = load_space("default", registry.families, registry.methods, only_families=["mlp2"])
     keys = sorted(a.key for a in space.architectures(registry.families))
-    assert keys == ["mlp2-2x16-bias=False", "mlp2-2x16-bias=True", "mlp2-2x8-bias=False", "mlp2-2x8-bias=True"]
+    assert keys == ["mlp2-2L-16-bias=False", "mlp2-2L-16-bias=True", "mlp2-2L-8-bias=False", "mlp2-2L-8-bias=True"]
 
 
 class MeanGap(StructuralLossModule):

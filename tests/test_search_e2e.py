@@ -429,7 +429,12 @@ def test_the_mlflow_ui_shows_the_trials_the_selected_student_and_its_numbers(cli
         _close_side_panels(browser)
         browser.save_screenshot(str(tmp_path / "mlflow-search-run.png"))
         assert "Selected student" in text and selected.data.tags["gkd.architecture"] in text
-        assert "Pareto front" in text and "Teacher" in text
+        from selenium.webdriver.common.by import By
+
+        for more in browser.find_elements(By.XPATH, "//*[normalize-space(text())='Show more']"):
+            more.click()  # MLflow folds a long description
+        text = _wait_for_text(browser, ["Pareto front", "Teacher"])
+        assert "Pareto front" in text and "Teacher" in text, text
     finally:
         browser.quit()
     for name in ("mlflow-trials.png", "mlflow-search-run.png"):

@@ -20,6 +20,7 @@ the cluster's token gets a one-line :class:`UsageError` saying so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -113,18 +114,50 @@ def start_or_join(ray_address: Optional[str], device: str) -> bool:
                          f"with `ray start --head --port {port}` or fix the address") from None
     if is_loopback(host):
         keep_ray_on_loopback()
+    _check_token(f"{host}:{port}", ray_address)
     try:
         ray.init(address=f"{host}:{port}", **kwargs)
     except Exception as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        if "auth" in text.lower() or "token" in text.lower():
-            raise UsageError(
-                f"the Ray cluster at {ray_address} refused this driver's authentication token: export "
-                "RAY_AUTH_MODE=token and the cluster's RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) as on its nodes "
-                "(docs/scale-out.md)") from None
-        first = text.strip().splitlines()[0][:200]
+        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
         raise UsageError(f"cannot join the Ray cluster at {ray_address}: {first}") from None
     return True
+
+
+def _check_token(address: str, given: str) -> None:
+    """Ask the cluster's GCS whether this process's token is accepted: a wrong or missing token
+    fails in a second here (``ray.init`` would retry for tens of seconds, logging each try)."""
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    with _native_stderr_to_file():
+        try:
+            GcsClient(address=address)
+        except AuthenticationError:
+            raise UsageError(
+                f"the Ray cluster at {given} refused this driver's authentication token: export RAY_AUTH_MODE=token "
+                "and the cluster's RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) as on its nodes (docs/scale-out.md)"
+            ) from None
+        except Exception as exc:
+            first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
+            raise UsageError(f"cannot join the Ray cluster at {given}: {first}") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_to_file():
+    """Ray's C++ client logs each refused attempt on file descriptor 2; keep that out of the
+    one-line error."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 @dataclass

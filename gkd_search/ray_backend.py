@@ -219,6 +219,12 @@ class ReportToDriver(tune.Callback):
         self.started = started
         self.student_dir = student_dir
 
+    def __getstate__(self) -> dict:
+        """Tune pickles its callbacks into the experiment state (for ``Tuner.restore``, which
+        gkd-search does not use: ``--resume`` starts from the journal); the driver's
+        functions, which hold the tracker, the journal and observer plugins, stay out."""
+        return {"record": None, "started": None, "student_dir": None}
+
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         if self.started is not None:  # also when Ray restarts it after its worker died
             self.started(trial.trial_id, trial.config["gkd_spec"], trial.num_failures + 1)

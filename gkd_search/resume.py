@@ -127,14 +127,28 @@ def load_resume_point(run_id: str, tracking_uri: Optional[str], cache_dir: Optio
     return ResumePoint(run_id, config, state)
 
 
-def check_no_resumable_twin(tracker, config, cache_dir: Path) -> None:
+def check_no_resumable_twin(uri: str, experiment: str, config, cache_dir: Path) -> None:
     """A new search with the same options (:func:`options_hash`) as one that is still running,
     or was interrupted and can be resumed from this cache, is a one-line error naming it."""
-    from .search import default_cache_dir
+    from mlflow.tracking import MlflowClient
 
-    digest = options_hash(config)
-    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{OPTIONS_HASH_TAG}` = '{digest}'",
-                                      max_results=100)
+    from .search import default_cache_dir
+    from .tracking import _sqlite_path
+
+    if not (Path(cache_dir) / "searches").is_dir():
+        return  # nothing could be resumed from this cache
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        return  # a new store: no twin, and nothing is created before the options are checked
+    try:
+        client = MlflowClient(uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return
+        digest = options_hash(config)
+        runs = client.search_runs([found.experiment_id], f"tags.`{OPTIONS_HASH_TAG}` = '{digest}'", max_results=100)
+    except Exception:  # an unusable store: the tracking check reports it, in its turn
+        return
     for run in runs:
         status = run.data.tags.get("gkd.status")
         if status == "finished" or not SearchState.exists(cache_dir, run.info.run_id):
@@ -145,8 +159,8 @@ def check_no_resumable_twin(tracker, config, cache_dir: Path) -> None:
                 f"a search with the same options is running (search run {run.info.run_id}); wait for it to finish, "
                 "or change --seed or --experiment")
         done = len(state.finished_results())
-        command = resume_command(run.info.run_id, tracker.uri,
-                                 None if Path(cache_dir) == default_cache_dir() else cache_dir)
+        command = resume_command(run.info.run_id, uri, None if Path(cache_dir) == default_cache_dir() else cache_dir)
+        how = {"killed": "by Ctrl-C", "failed": "by an error"}.get(status, "(its process died)")
         raise UsageError(
-            f"search run {run.info.run_id} with the same options was interrupted ({status}) after {done} of "
+            f"search run {run.info.run_id} with the same options was interrupted {how} after {done} of "
             f"{config.trials} trials: continue it with `{command}`, or give --fresh to start a new search")

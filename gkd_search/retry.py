@@ -45,13 +45,13 @@ def retry_limit_seconds() -> float:
 def is_transient(exc: BaseException) -> bool:
     """A failure worth retrying: the store is unreachable, overloaded or locked."""
     import requests
+    from mlflow.exceptions import RestException
 
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
         return True
-    status = getattr(exc, "get_http_status_code", None)
-    if callable(status):
+    if isinstance(exc, RestException):  # the server answered: overloaded or broken for now?
         try:
-            code = int(status())
+            code = int(exc.get_http_status_code())
         except Exception:
             code = 0
         if code == 429 or code >= 500:
@@ -71,16 +71,25 @@ class RetryPolicy:
     def __init__(self, uri: str, limit_s: Optional[float] = None,
                  on_retry: Optional[Callable[[str], None]] = None) -> None:
         self.uri = uri
-        self.limit_s = retry_limit_seconds() if limit_s is None else limit_s
+        self._limit_s = limit_s
         self.on_retry = on_retry or (lambda message: None)
         self.offline = False
         self.retries = 0
+
+    @property
+    def limit_s(self) -> float:
+        """The limit given, else ``GKD_TRACKING_RETRY_SECONDS`` as it is now."""
+        return retry_limit_seconds() if self._limit_s is None else self._limit_s
+
+    @limit_s.setter
+    def limit_s(self, value: Optional[float]) -> None:
+        self._limit_s = value
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         start = time.monotonic()
         limit = 0.0 if self.offline else self.limit_s
         delay = FIRST_DELAY_SECONDS
-        announced = -1e9
+        announced = None
         while True:
             try:
                 value = fn()
@@ -93,7 +102,7 @@ class RetryPolicy:
                     raise TrackingUnavailable(
                         f"the MLflow tracking store {self.uri} is unreachable ({what}: {first_line(exc)})") from exc
                 self.retries += 1
-                if waited - announced >= 10 or announced < 0:
+                if announced is None or waited - announced >= 10:
                     announced = waited
                     self.on_retry(f"MLflow {what} failed ({first_line(exc, 100)}); retrying for up to "
                                   f"{limit - waited:.0f} s more")

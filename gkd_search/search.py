@@ -435,7 +435,7 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
     from .journal import SearchState
     from .resume import check_no_resumable_twin, config_to_json, resume_command, search_tags
     from .retry import TrackingUnavailable
-    from .tracking import SearchTracker
+    from .tracking import SearchTracker, resolve_tracking_uri
 
     reporter = reporter or Reporter()
     started = time.perf_counter()
@@ -447,13 +447,14 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             ray_session.ensure()
             if config.ray_address:
                 check_cluster(config.ray_address, config.storage_path)
+        if resume is None and not fresh:
+            cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+            check_no_resumable_twin(resolve_tracking_uri(config.tracking_uri), config.experiment, config, cache)
         prepared = prepare(config, registry, reporter)
         registry = prepared.registry
         tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,
                                 teacher_latency_ms_p50=prepared.teacher_latency.p50_ms, on_retry=reporter.message)
         if resume is None:
-            if not fresh:
-                check_no_resumable_twin(tracker, config, prepared.cache_dir)
             run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             tracker.start(run_name, _parent_params(prepared), prepared.teacher, tags=search_tags(config))
             state = SearchState.create(prepared.cache_dir, tracker.parent_run_id, config_to_json(config))

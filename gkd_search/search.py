@@ -475,14 +475,14 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             summary = _finish(prepared, tracker, results, time.perf_counter() - started)
             notify(registry.pm, "gkd_search_finished", summary=summary)
         except KeyboardInterrupt:
-            tracker.abort("KILLED", "interrupted by the user")
+            _abort(tracker, "KILLED", "interrupted by the user")
             raise SearchInterrupted(tracker.parent_run_id, command) from None
         except TrackingUnavailable as exc:
             waiting = sum(1 for r in results if not r.run_id)
             raise TrackingUnavailable(f"{exc}; {waiting} trial record(s) wait in the journal {state.root}: when the "
                                       f"store answers again, finish the search with `{command}`") from None
         except BaseException as exc:
-            tracker.abort("FAILED", f"{type(exc).__name__}: {exc}")
+            _abort(tracker, "FAILED", f"{type(exc).__name__}: {exc}")
             raise
         state.remove()
         state = None
@@ -491,6 +491,14 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             state.unlock()
         ray_session.shutdown()
     return summary
+
+
+def _abort(tracker, status: str, reason: str) -> None:
+    """Mark the search run ``status`` if the store answers; what went wrong stays the error."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        tracker.abort(status, reason)
 
 
 def _parent_params(p: Prepared) -> dict[str, Any]:

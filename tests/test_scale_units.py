@@ -170,3 +170,20 @@ def test_new_options_fail_in_one_line(args, fragment, sandbox, capsys):
     assert code == EXIT_USAGE and len(lines) == 1, err
     assert lines[0].startswith("gkd-search: error: ") and fragment in lines[0], lines[0]
     assert not (sandbox / "mlruns").exists() and not (sandbox / "cache").exists()
+
+
+def test_gpu_check_says_there_is_no_gpu_and_succeeds_without_one():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible: run bench/gpu_check.sh itself (minutes)")
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    proc = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("gpu_check: no CUDA GPU visible to torch (torch.cuda.is_available() is False); "
+                                   "nothing to check")

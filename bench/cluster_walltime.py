@@ -10,6 +10,11 @@ MLflow store per run, teacher and latency table from a cache filled before any t
 alternating. The cluster's start-up is reported apart (a team's cluster is already running).
 On one 2-core machine the cluster cannot be faster: both nodes share the same two cores.
 
+``--node-sessions shared`` (default) runs the cluster's nodes in this script's session, like the
+one-node search; ``own`` gives each node a session of its own, as the tests do. It matters on a
+busy machine: Linux (autogroup) shares CPU time between sessions first, so two node sessions
+get more of a contended machine than one.
+
 Writes ``bench/results/cluster_walltime.json`` and its section of ``docs/benchmarks.md``.
 """
 
@@ -82,7 +87,7 @@ def run(args) -> dict[str, Any]:
     for _ in range(args.repeats):
         records["one_node"].append(timed_search(args, cache, env))
         workdir = Path(tempfile.mkdtemp(prefix="gkd-bench-ray-"))
-        cluster = LoopbackRayCluster(workdir)
+        cluster = LoopbackRayCluster(workdir, own_sessions=args.node_sessions == "own")
         t0 = time.perf_counter()
         try:
             cluster.start()
@@ -94,6 +99,7 @@ def run(args) -> dict[str, Any]:
             cluster.stop()
     return {"date": time.strftime("%Y-%m-%d"), "machine": f"{cpu_model()}, {cores()} cores", "dataset": args.dataset,
             "trials": args.trials, "epochs": args.epochs, "repeats": args.repeats, "cluster_startup_seconds": startup,
+            "node_sessions": args.node_sessions,
             **records}
 
 
@@ -111,10 +117,12 @@ def render(report: dict[str, Any]) -> str:
                     f"{median(mode, 'search_seconds'):.1f} s | {median(mode, 'train_seconds_sum'):.0f} s | "
                     f"{placement} | {loads} |")
     startup = ", ".join(f"{s:.1f}" for s in report["cluster_startup_seconds"])
+    sessions = "their own sessions" if report.get("node_sessions") == "own" else "the session of the one-node run"
     return "\n".join([
         START,
         f"`python bench/cluster_walltime.py` ({report['date']}, {report['machine']}; {report['dataset']}, "
         f"{report['trials']} trials of up to {report['epochs']} epochs, `tests/spaces/tiny.yaml`, 2 at a time; "
+        f"cluster nodes in {sessions}; "
         f"medians of {report['repeats']} runs; raw numbers in `bench/results/cluster_walltime.json`):",
         "",
         "| | wall (whole command; runs) | search_seconds | training s summed | trials per node | load average at start |",
@@ -134,6 +142,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--node-sessions", choices=["shared", "own"], default="shared",
+                        help="the cluster's nodes in this script's session (default) or each in its own")
     args = parser.parse_args(argv)
     report = run(args)
     RESULTS.write_text(json.dumps(report, indent=1))

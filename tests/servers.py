@@ -187,10 +187,14 @@ class LoopbackRayCluster:
     """Two Ray nodes on this machine, each with 1 CPU, every process on 127.0.0.1, sharing one
     token: ``ray start --head`` (with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) and
     ``python tests/ray_loopback.py start --address`` (see that file), both with ``--block`` so
-    that signalling their pid stops each node and everything it started."""
+    that signalling their pid stops each node and everything it started. Each node runs in a
+    session of its own (``own_sessions``), so that a test can find and stop all its processes;
+    a benchmark comparing wall times keeps them in its own session (Linux schedules CPU time
+    per session: autogroups)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, own_sessions: bool = True) -> None:
         self.workdir = workdir
+        self.own_sessions = own_sessions
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.token = secrets.token_hex(16)
@@ -214,11 +218,11 @@ class LoopbackRayCluster:
         head_log, worker_log = self.workdir / "ray-head.log", self.workdir / "ray-worker.log"
         with open(head_log, "w") as log:
             self.head = subprocess.Popen(self.head_command(), env={**self.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=self.own_sessions)
         wait_for(lambda: "Ray runtime started" in head_log.read_text(), 180, "ray head", self.head, head_log)
         with open(worker_log, "w") as log:
             self.worker = subprocess.Popen(self.worker_command(), env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+                                           start_new_session=self.own_sessions)
         wait_for(lambda: "Ray runtime started" in worker_log.read_text(), 180, "ray worker node", self.worker, worker_log)
 
     def listening_addresses(self) -> set[str]:
@@ -241,6 +245,11 @@ class LoopbackRayCluster:
 
     def stop(self) -> None:
         for node in (self.worker, self.head):
-            if node is not None:
+            if node is None:
+                continue
+            if self.own_sessions:
                 stop_group(node)
+            elif node.poll() is None:  # `--block` stops what it started when signalled
+                node.terminate()
+                node.wait(timeout=60)
         shutil.rmtree(self.temp_dir, ignore_errors=True)

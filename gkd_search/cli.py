@@ -65,7 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: CPUs / cpus-per-trial)")
     r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs Ray gives each trial")
     r.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs (fractions allowed) Ray gives each trial")
-    r.add_argument("--ray-address", default=None, help="join an existing Ray cluster (ray start --head)")
+    r.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="join the Ray cluster `ray start --head` started (with its RAY_AUTH_TOKEN exported)")
+    r.add_argument("--storage-path", default=None,
+                   help="where Ray keeps trial checkpoints: a folder every node shares, or a URI (s3://...); "
+                        "needed on a multi-node cluster")
+    r.add_argument("--latency-on", default="driver", choices=["driver", "worker"],
+                   help="time architectures here (driver), or once per node type of the Ray cluster (worker)")
+    r.add_argument("--trial-timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop a trial after this many seconds and record it failed (timeout)")
     r.add_argument("--cache-dir", default=None, help="teacher, latency and dataset cache (default: $GKD_CACHE or ~/.cache/gkd-search)")
     mb = p.add_argument_group("large graphs")
     mb.add_argument("--mini-batch", default="auto", choices=["auto", "on", "off"],
@@ -94,7 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--block-plugin", action="append", default=[], metavar="NAME", help="do not load this plugin (repeatable)")
     t.add_argument("--strict-plugins", action="store_true", help="fail when a plugin fails to import")
     t.add_argument("-q", "--quiet", action="store_true", help="print only the final table")
+    s = p.add_argument_group("resume")
+    s.add_argument("--resume", default=None, metavar="SEARCH_RUN_ID",
+                   help="continue an interrupted search with the options it was started with (give --tracking-uri "
+                        "if it was not the default)")
+    s.add_argument("--fresh", action="store_true",
+                   help="start a new search even if one with the same options was interrupted and could be resumed")
     return p
+
+
+#: what may be given with --resume (where and how fast it runs, not what it finds)
+RESUME_OPTIONS = ("resume", "tracking_uri", "cache_dir", "ray_address", "storage_path", "max_concurrent",
+                  "cpus_per_trial", "gpus_per_trial", "trial_timeout", "quiet", "block_plugin", "strict_plugins")
 
 
 class LiveProgress:
@@ -341,18 +360,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if argv[:1] == ["plugins"]:
             return plugins_command(argv[1:])
         args = build_parser().parse_args(argv)
-        return _search(args)
+        return _search(args, argv)
     except GkdError as exc:
         print(f"gkd-search: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("gkd-search: interrupted; the search run was marked KILLED", file=sys.stderr)
+        command = getattr(exc, "resume_command", None)
+        if command:
+            print(f"gkd-search: continue it with: {command}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         warnings.showwarning = showwarning
 
 
-def _search(args: argparse.Namespace) -> int:
+def _given_options(argv: Sequence[str]) -> set[str]:
+    """The options written on the command line (whatever their value)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv))))
+
+
+def _search(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     import logging
     import os
     import warnings
@@ -366,6 +396,8 @@ def _search(args: argparse.Namespace) -> int:
     from .registry import build_registry, get_plugin_manager
     from .search import SearchConfig, run_search
 
+    if args.resume:
+        return _resume(args, _given_options(argv))
     config = SearchConfig(
         dataset=args.dataset, data_root=args.data_root, budget_ms=args.budget_ms, trials=args.trials,
         epochs=args.epochs, max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial,
@@ -377,12 +409,37 @@ def _search(args: argparse.Namespace) -> int:
         mini_batch=args.mini_batch, batch_size=args.batch_size, fanout=args.fanout,
         max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk, metric=args.metric,
         select=args.select, register_model=args.register_model, register=not args.no_register_model,
+        storage_path=args.storage_path, latency_on=args.latency_on, trial_timeout=args.trial_timeout,
     )
     if args.register_model and args.no_register_model:
         raise UsageError("give either --register-model or --no-register-model, not both")
     config.validate()
     registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))
     reporter = ConsoleReporter(quiet=args.quiet)
-    summary = run_search(config, registry, reporter)
+    summary = run_search(config, registry, reporter, fresh=args.fresh)
+    print_summary(summary, reporter)
+    return 0
+
+
+def _resume(args: argparse.Namespace, given: set[str]) -> int:
+    """``--resume ID``: the options come from the search run; only those of
+    :data:`RESUME_OPTIONS` may be given again."""
+    from .errors import UsageError
+    from .registry import build_registry, get_plugin_manager
+    from .resume import load_resume_point
+    from .search import run_search
+
+    wrong = sorted(given - set(RESUME_OPTIONS))
+    if wrong:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise UsageError(f"--resume takes the search's options from its run; do not give {flags} with it (only "
+                         "--tracking-uri, --cache-dir, --ray-address, --storage-path, --max-concurrent, "
+                         "--cpus-per-trial, --gpus-per-trial, --trial-timeout, -q)")
+    overrides = {k: getattr(args, k) for k in ("ray_address", "storage_path", "max_concurrent", "cpus_per_trial",
+                                               "gpus_per_trial", "trial_timeout") if k in given}
+    point = load_resume_point(args.resume, args.tracking_uri, args.cache_dir, overrides)
+    registry = build_registry(get_plugin_manager(blocked=args.block_plugin, strict=args.strict_plugins))
+    reporter = ConsoleReporter(quiet=args.quiet)
+    summary = run_search(point.config, registry, reporter, resume=point)
     print_summary(summary, reporter)
     return 0

@@ -75,8 +75,10 @@ class LatencyProtocol:
         if self.threads < 1:
             raise UsageError(f"--latency-threads must be >= 1, got {self.threads}")
 
-    def cache_key(self) -> str:
-        fields = {**asdict(self), "hardware": hardware_label(self.device), "torch": torch.__version__,
+    def cache_key(self, hardware: Optional[str] = None) -> str:
+        """Names the cache file; ``hardware`` (default: this machine's label) is where the
+        numbers were measured (``--latency-on worker`` measures on another node)."""
+        fields = {**asdict(self), "hardware": hardware or hardware_label(self.device), "torch": torch.__version__,
                   "format": LATENCY_FORMAT}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -189,11 +191,13 @@ class LatencyBench:
 
 
 class LatencyCache:
-    """A JSON file of measurements per (dataset, protocol, device, code version), written atomically."""
+    """A JSON file of measurements per (dataset, protocol, device, hardware, code version),
+    written atomically; ``hardware`` defaults to this machine's label."""
 
-    def __init__(self, cache_dir: Path, dataset: GraphDataset, protocol: LatencyProtocol) -> None:
+    def __init__(self, cache_dir: Path, dataset: GraphDataset, protocol: LatencyProtocol,
+                 hardware: Optional[str] = None) -> None:
         fingerprint = hashlib.sha256(json.dumps(dataset.fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
-        self.path = Path(cache_dir) / "latency" / f"{dataset.name}-{fingerprint}-{protocol.cache_key()}.json"
+        self.path = Path(cache_dir) / "latency" / f"{dataset.name}-{fingerprint}-{protocol.cache_key(hardware)}.json"
         self.entries: dict[str, dict] = {}
         if self.path.is_file():
             try:

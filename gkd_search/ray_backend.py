@@ -7,8 +7,8 @@ experiment checkpoints, so everything here is module-level and holds no dataset.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import logging
 import os
 import shutil
 import signal
@@ -35,23 +35,20 @@ METRICS = ["val_score", "latency_ms_p50"]
 MODES = ["max", "min"]
 
 
-def init_ray(config) -> bool:
-    """Start Ray in-process bound to 127.0.0.1, or join ``--ray-address``; True if we started it."""
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    import ray
+#: Ray restarts a trial once when its worker process dies (killed, out of memory); an exception
+#: inside a trial never reaches Ray (the trial reports ``failed``), so it is never retried
+MAX_FAILURES = 1
+#: Ray's errors for a worker process that died rather than a trial that raised
+WORKER_DIED = ("RayActorError", "ActorDiedError", "WorkerCrashedError", "ActorUnavailableError", "OutOfMemoryError",
+               "NodeDiedError", "ObjectLostError")
 
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
-    if config.ray_address:
-        ray.init(address=config.ray_address, **kwargs)
-    else:
-        gpus = torch.cuda.device_count() if config.device.startswith("cuda") else 0
-        ray.init(num_cpus=os.cpu_count() or 1, num_gpus=gpus, _node_ip_address="127.0.0.1", **kwargs)
-    return True
+
+def init_ray(config) -> bool:
+    """Start Ray in-process on 127.0.0.1, or join ``--ray-address``; True if we started it
+    (:func:`gkd_search.cluster.start_or_join`)."""
+    from .cluster import start_or_join
+
+    return start_or_join(config.ray_address, config.device)
 
 
 class DefineByRunSpace:
@@ -68,7 +65,19 @@ class DefineByRunSpace:
 
 class GkdOptunaSearch(OptunaSearch):
     """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones, rather than passing it
-    missing objective values."""
+    missing objective values; notes on each Optuna trial its Ray trial id and spec (user
+    attributes ``ray_trial_id``, ``gkd_spec``), which ``--resume`` matches with the journal."""
+
+    def suggest(self, trial_id: str) -> Optional[dict]:
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and config is not None:
+            ot_trial.set_user_attr("ray_trial_id", trial_id)
+            ot_trial.set_user_attr("gkd_spec", json.dumps(config.get("gkd_spec")))
+            rerun_of = ot_trial.user_attrs.get("rerun_of")  # enqueued by settle_study
+            if rerun_of:
+                config["gkd_rerun_of"] = rerun_of
+        return config
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         status = (result or {}).get("gkd_status")
@@ -80,25 +89,97 @@ class GkdOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def make_searcher(prepared) -> GkdOptunaSearch:
-    """Optuna's TPE sampler, seeded, multi-objective (validation score up, latency down)."""
+STUDY_NAME = "gkd-search"
+
+
+def make_searcher(prepared, storage: Optional[str] = None, sampler_seed: Optional[int] = None) -> GkdOptunaSearch:
+    """Optuna's TPE sampler, seeded, multi-objective (validation score up, latency down);
+    ``storage`` (an RDB URL, the search's ``study.db``) keeps the sampler's history on disk for
+    ``--resume``, which reseeds the sampler (``sampler_seed``) so that it does not draw the
+    start-up trials it drew before the interruption again."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     trials = prepared.config.trials
-    sampler = optuna.samplers.TPESampler(seed=prepared.config.seed, n_startup_trials=min(10, max(2, trials // 3)))
+    seed = prepared.config.seed if sampler_seed is None else sampler_seed
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)))
     space = DefineByRunSpace(prepared.space, prepared.feasible, prepared.registry.families,
                              prepared.registry.methods, prepared.config.seed)
-    return GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler)
+    kwargs: dict[str, Any] = {}
+    if storage:
+        kwargs = dict(storage=optuna.storages.RDBStorage(storage), study_name=STUDY_NAME)
+    return GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler, **kwargs)
 
 
-def trainable(config: dict, context: TrialContext) -> None:
+def optuna_state(result: TrialResult) -> tuple[TrialState, Optional[list[float]]]:
+    """How a finished trial is told to Optuna (as :class:`GkdOptunaSearch` does)."""
+    if result.status == "ok":
+        return TrialState.COMPLETE, [float(result.val_score), float(result.latency_ms_p50)]
+    return (TrialState.FAIL if result.status == "failed" else TrialState.PRUNED), None
+
+
+def settle_study(storage: str, finished: Mapping[str, TrialResult]) -> int:
+    """``--resume``: the study's trials left RUNNING (or WAITING) by the interruption. One whose
+    Ray trial finished (in the journal) is told its outcome; any other was running: it is
+    marked FAIL and its parameters are enqueued, so the next trial the sampler asks for is the
+    same spec again. Returns the number of specs enqueued to run again."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    rdb = optuna.storages.RDBStorage(storage)
+    try:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=rdb)
+    except KeyError:  # interrupted before the first trial was asked for
+        return 0
+    again = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        result = finished.get(frozen.user_attrs.get("ray_trial_id", ""))
+        if result is not None:
+            state, values = optuna_state(result)
+            rdb.set_trial_state_values(frozen._trial_id, state, values)
+            continue
+        rdb.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+        study.enqueue_trial(frozen.params, user_attrs={"rerun_of": frozen.user_attrs.get("ray_trial_id", "")})
+        again += 1
+    return again
+
+
+def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir: Path,
+                 timeout_s: Optional[float]) -> TrialResult:
+    """:func:`run_trial` under ``--trial-timeout``, on the device Ray assigned; whatever goes
+    wrong inside the process is a ``failed`` result (reported, so Ray never retries it)."""
+    from .cluster import trial_device, where_am_i
+    from .deadline import TrialTimeout, deadline
+
+    placement = where_am_i()
+    device = trial_device(context.device)
+    if device != context.device:
+        context = dataclasses.replace(context, device=device)
+    on_gpu = device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        with deadline(timeout_s):
+            result = run_trial(spec, context, trial_id, save_dir=workdir)
+    except TrialTimeout:
+        result = TrialResult(trial_id=trial_id, spec=spec, status="failed", failure="timeout",
+                             error=f"timeout: stopped after --trial-timeout {timeout_s:g} s")
+    except Exception as exc:  # outside run_trial's own guard
+        result = TrialResult(trial_id=trial_id, spec=spec, status="failed", error=f"{type(exc).__name__}: {exc}")
+    if result.status == "failed" and result.failure is None:
+        result.failure = "exception"
+    if on_gpu:
+        result.peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20
+    result.placement = placement
+    return result
+
+
+def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = None) -> None:
     """The Ray Tune function trainable: one :func:`run_trial`, one report (with the student as
-    a Ray checkpoint, so it reaches the driver from any node of a cluster)."""
+    a Ray checkpoint, so it reaches the driver from any node of a cluster, through
+    ``--storage-path``)."""
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     spec = TrialSpec(**config["gkd_spec"])
     trial_id = tune.get_context().get_trial_id() or uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="gkd-trial-"))
     try:
-        result = run_trial(spec, context, trial_id, save_dir=workdir)
+        result = _run_guarded(spec, context, trial_id, workdir, timeout_s)
         payload = asdict(result)
         payload.pop("checkpoint", None)
         # Ray Tune stops the whole experiment on a result without the objectives, so a failed or
@@ -125,10 +206,28 @@ def _result_from_json(text: str) -> TrialResult:
 
 
 class ReportToDriver(tune.Callback):
-    """Runs in the driver: turns each finished (or crashed) Ray trial into a :class:`TrialResult`."""
+    """Runs in the driver: turns each finished (or crashed) Ray trial into a :class:`TrialResult`.
 
-    def __init__(self, record: Callable[[TrialResult], None]) -> None:
+    ``started(trial_id, spec, attempt)`` hears each start (and restart); ``student_dir(trial_id)``
+    is where a trained student is copied out of Ray's checkpoint storage (any
+    ``--storage-path``); without it the checkpoint is used where Ray keeps it."""
+
+    def __init__(self, record: Callable[[TrialResult], None],
+                 started: Optional[Callable[[str, dict, int], None]] = None,
+                 student_dir: Optional[Callable[[str], Path]] = None) -> None:
         self.record = record
+        self.started = started
+        self.student_dir = student_dir
+
+    def __getstate__(self) -> dict:
+        """Tune pickles its callbacks into the experiment state (for ``Tuner.restore``, which
+        gkd-search does not use: ``--resume`` starts from the journal); the driver's
+        functions, which hold the tracker, the journal and observer plugins, stay out."""
+        return {"record": None, "started": None, "student_dir": None}
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        if self.started is not None:  # also when Ray restarts it after its worker died
+            self.started(trial.trial_id, trial.config["gkd_spec"], trial.num_failures + 1)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
@@ -136,35 +235,75 @@ class ReportToDriver(tune.Callback):
             self.on_trial_error(iteration, trials, trial, **info)
             return
         result = _result_from_json(last["gkd_result"])
+        result.retries = min(trial.num_failures, MAX_FAILURES)
+        result.rerun_of = trial.config.get("gkd_rerun_of")
         if result.status == "ok" and trial.checkpoint is not None:
-            result.checkpoint = trial.checkpoint.path
+            if self.student_dir is not None:
+                target = self.student_dir(result.trial_id)
+                shutil.rmtree(target, ignore_errors=True)
+                trial.checkpoint.to_directory(str(target))
+                result.checkpoint = str(target)
+            else:
+                result.checkpoint = trial.checkpoint.path
         self.record(result)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         spec = TrialSpec(**trial.config["gkd_spec"])
-        message = (getattr(trial, "error_message", None) or "the trial's Ray worker raised").strip()
-        self.record(TrialResult(trial_id=trial.trial_id, spec=spec, status="failed",
-                                error=message.splitlines()[-1][:2000]))
+        failure, message = _failure_of(trial)
+        attempts = trial.num_failures
+        if failure == "worker_died":
+            message = f"worker died ({attempts} attempt{'s' if attempts != 1 else ''}): {message}"
+        self.record(TrialResult(trial_id=trial.trial_id, spec=spec, status="failed", failure=failure,
+                                error=message[:2000], retries=min(max(attempts - 1, 0), MAX_FAILURES),
+                                rerun_of=trial.config.get("gkd_rerun_of")))
 
 
-def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int, experiment_dir: Path) -> None:
-    """Run ``config.trials`` trials through Ray Tune; ``record`` sees each as it finishes.
+def _failure_of(trial) -> tuple[str, str]:
+    """``(failure, one line)`` for a Ray trial that errored: ``worker_died`` when its process
+    died (killed, out of memory, its node lost), else ``exception``."""
+    error = None
+    with contextlib.suppress(Exception):
+        error = trial.get_pickled_error()
+    text = ""
+    if error is None:
+        with contextlib.suppress(Exception):
+            text = trial.get_error() or ""
+    else:
+        text = f"{type(error).__name__}: {error}"
+    names = {cls.__name__ for cls in type(error).__mro__} if error is not None else set()
+    died = bool(names & set(WORKER_DIED)) or any(name in text for name in WORKER_DIED)
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    summary = lines[0] if died and lines else (lines[-1] if lines else "the trial's Ray worker raised")
+    return ("worker_died" if died else "exception"), summary
 
-    Ray keeps its experiment state and every trial's checkpoint (the trained student) under
-    ``experiment_dir``; the caller removes it once the selected student is logged.
+
+def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int, experiment_dir: Path,
+             num_samples: Optional[int] = None, searcher: Optional[GkdOptunaSearch] = None,
+             storage_path: Optional[str] = None, started: Optional[Callable[[str, dict, int], None]] = None,
+             student_dir: Optional[Callable[[str], Path]] = None) -> None:
+    """Run ``num_samples`` (default ``config.trials``) trials through Ray Tune; ``record`` sees
+    each as it finishes.
+
+    Ray keeps its experiment state and every trial's checkpoint (the trained student) in the
+    folder ``experiment_dir.name`` of ``storage_path`` (``--storage-path``, which every node of a
+    cluster reaches), else of ``experiment_dir.parent``; the caller removes it once the
+    selected student is logged. A trial whose worker process dies is restarted once
+    (:data:`MAX_FAILURES`); ``--trial-timeout`` is enforced inside the trial.
     """
     config = prepared.config
+    extra = {"timeout_s": config.trial_timeout} if getattr(config, "trial_timeout", None) else {}
     runnable = tune.with_resources(
-        tune.with_parameters(trainable, context=prepared.context()),
+        tune.with_parameters(trainable, context=prepared.context(), **extra),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
     tuner = tune.Tuner(
         runnable,
-        tune_config=tune.TuneConfig(search_alg=make_searcher(prepared), num_samples=config.trials,
+        tune_config=tune.TuneConfig(search_alg=searcher or make_searcher(prepared),
+                                    num_samples=num_samples or config.trials,
                                     max_concurrent_trials=max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(name=experiment_dir.name, storage_path=str(experiment_dir.parent), verbose=0,
-                                  callbacks=[ReportToDriver(record)],
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(name=experiment_dir.name, storage_path=storage_path or str(experiment_dir.parent),
+                                  verbose=0, callbacks=[ReportToDriver(record, started, student_dir)],
+                                  failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)),
     )
     with warnings.catch_warnings(), _interrupt_always_propagates():
         warnings.simplefilter("ignore")

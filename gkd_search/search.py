@@ -39,6 +39,8 @@ from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, Tri
 #: the teacher of a dataset that declares none (a user's own graph, ``pyg:``): GCN with the
 #: hyperparameters of Kipf & Welling (2017) but wider, as the co-purchase defaults
 FALLBACK_TEACHER = "gcn:2:256"
+#: where latency is measured (``--latency-on``)
+LATENCY_ON = ("driver", "worker")
 
 
 @dataclass
@@ -81,6 +83,14 @@ class SearchConfig:
     register_model: Optional[str] = None
     #: False: log the selected student as an MLflow Model, but register nothing
     register: bool = True
+    #: Ray Tune's storage for trial checkpoints: a folder every node shares, or a ``pyarrow`` URI
+    #: (``s3://...``); needed on a multi-node cluster (``--storage-path``)
+    storage_path: Optional[str] = None
+    #: ``driver``: time architectures where gkd-search runs; ``worker``: once per distinct node
+    #: type of the Ray cluster, in a task pinned to such a node (``--latency-on``)
+    latency_on: str = "driver"
+    #: seconds after which a trial is stopped and recorded ``failed`` (``timeout``)
+    trial_timeout: Optional[float] = None
 
     def batching(self) -> Batching:
         """Full-batch or mini-batch training (``--mini-batch``, ``--batch-size``, ``--fanout``)."""
@@ -108,8 +118,23 @@ class SearchConfig:
             raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise UsageError(f"--device must be cpu or cuda[:N], got {self.device!r}")
+        if self.latency_on not in LATENCY_ON:
+            raise UsageError(f"--latency-on {self.latency_on!r} is unknown; use one of {', '.join(LATENCY_ON)}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError(f"--device {self.device}: no CUDA device is visible; use --device cpu")
+            if not self.ray_address:
+                raise UsageError(f"--device {self.device}: no CUDA device is visible; use --device cpu")
+            if self.latency_on != "worker":
+                raise UsageError(f"--device {self.device}: this machine has no CUDA device to time latency on; "
+                                 "add --latency-on worker to time it on the cluster's GPU nodes")
+        if self.trial_timeout is not None and not self.trial_timeout > 0:
+            raise UsageError(f"--trial-timeout must be a positive number of seconds, got {self.trial_timeout:g}")
+        if self.ray_address is not None or self.storage_path is not None:
+            from .cluster import check_storage_path, split_address
+
+            if self.ray_address is not None:
+                split_address(self.ray_address)
+            if self.storage_path is not None:
+                check_storage_path(self.storage_path)
         if self.gpus_per_trial > 0 and not self.device.startswith("cuda"):
             raise UsageError("--gpus-per-trial needs --device cuda")
         LatencyProtocol(self.latency_protocol, self.latency_batch, repeats=self.latency_repeats,
@@ -183,6 +208,9 @@ class Prepared:
     chance: float = float("nan")
     #: architectures of the space left out for having at least as many parameters as the teacher
     not_smaller: list[Architecture] = field(default_factory=list)
+    #: what latency was measured on: this machine's label, or with ``--latency-on worker`` the
+    #: label of each node type (``; ``-separated)
+    hardware: str = ""
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -295,18 +323,22 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     jobs = [(a.key, builder(a), families[a.family].num_hops(a.num_layers, **dict(a.family_params))) for a in architectures]
     teacher_hops = teacher_family.num_hops(teacher_config.num_layers, **dict(teacher_config.family_params))
     jobs.append((f"teacher:{teacher.spec}", lambda: teacher_model, teacher_hops))
-    with reporter.progress("latency table", total=len(jobs), unit="architecture") as bar:
-        def on_measured_shown(key: str, m: LatencyMeasurement, cached: bool) -> None:
-            on_measured(key, m, cached)
-            bar.update(1, last=f"{key} {m.p50_ms:.2f} ms")
+    if config.latency_on == "worker":
+        latency, hardware = _latency_on_workers(jobs, dataset, protocol, cache_dir, counts)
+    else:
+        with reporter.progress("latency table", total=len(jobs), unit="architecture") as bar:
+            def on_measured_shown(key: str, m: LatencyMeasurement, cached: bool) -> None:
+                on_measured(key, m, cached)
+                bar.update(1, last=f"{key} {m.p50_ms:.2f} ms")
 
-        latency = measure_all(jobs, bench, cache, on_measured_shown)
+            latency = measure_all(jobs, bench, cache, on_measured_shown)
+        hardware = hardware_label(protocol.device)
     timings["latency_seconds"] = time.perf_counter() - start
     teacher_latency = latency.pop(f"teacher:{teacher.spec}")
     feasible = [a for a in architectures if latency[a.key].p50_ms <= config.budget_ms]
     reporter.message(
         f"latency ({protocol.name}, batch {protocol.batch_size}, {protocol.threads} thread(s), "
-        f"{hardware_label(protocol.device)}): {len(architectures)} architectures, {counts['measured']} measured now, "
+        f"{hardware}): {len(architectures)} architectures, {counts['measured']} measured now, "
         f"{counts['cached']} from cache; {len(feasible)} within {config.budget_ms:g} ms; "
         f"teacher p50 {teacher_latency.p50_ms:.2f} ms"
     )
@@ -322,7 +354,25 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         )
     chance = metric.chance_level(dataset.data.y, dataset.data.val_mask)
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
-                    feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller)
+                    feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller, hardware)
+
+
+def _latency_on_workers(jobs, dataset: GraphDataset, protocol: LatencyProtocol, cache_dir: Path,
+                        counts: dict[str, int]) -> tuple[dict[str, LatencyMeasurement], str]:
+    """``--latency-on worker``: each node type of the Ray cluster times every job once
+    (:func:`gkd_search.cluster.measure_on_workers`); an architecture's latency is its slowest
+    node type's, since a student must answer within the budget wherever it is served."""
+    from .cluster import measure_on_workers
+
+    groups = measure_on_workers(jobs, dataset, protocol, cache_dir, cpus=protocol.threads)
+    latency = {key: max((g.table[key] for g in groups), key=lambda m: m.p50_ms) for key, _, _ in jobs}
+    for g in groups:
+        measured = sum(1 for key in g.measured if not key.startswith("teacher:"))
+        counts["measured"] += measured
+        counts["cached"] += sum(1 for key, _, _ in jobs if not key.startswith("teacher:")) - measured
+    labels = "; ".join(f"{g.hardware} ({len(g.node_ids)} worker node{'s' if len(g.node_ids) > 1 else ''})"
+                       for g in groups)
+    return latency, labels
 
 
 def _check_buildable(architectures: list[Architecture], registry: Registry) -> None:
@@ -349,42 +399,118 @@ def _not_smaller(architectures: list[Architecture], registry: Registry, dataset:
     return out
 
 
-def run_search(config: SearchConfig, registry: Optional[Registry] = None,
-               reporter: Optional[Reporter] = None) -> SearchSummary:
-    """Run a whole search and return its summary (see :class:`SearchSummary`)."""
-    from .tracking import SearchTracker
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: its run is marked KILLED and ``resume_command`` continues it."""
 
-    reporter = reporter or Reporter()
-    started = time.perf_counter()
-    prepared = prepare(config, registry, reporter)
-    registry = prepared.registry
-    tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,
-                            teacher_latency_ms_p50=prepared.teacher_latency.p50_ms)
-    run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    tracker.start(run_name, _parent_params(prepared), prepared.teacher)
-    results: list[TrialResult] = []
-    started_ray = False
-    experiment_dir = (prepared.cache_dir / "ray_results" / f"gkd-{uuid.uuid4().hex[:10]}").resolve()
-    try:
-        from .ray_backend import init_ray
+    def __init__(self, parent_run_id: str, resume_command: str) -> None:
+        super().__init__(parent_run_id)
+        self.parent_run_id = parent_run_id
+        self.resume_command = resume_command
 
-        started_ray = init_ray(config)
-        results = _run_trials(prepared, tracker, reporter, experiment_dir)
-        summary = _finish(prepared, tracker, results, time.perf_counter() - started)
-        notify(registry.pm, "gkd_search_finished", summary=summary)
-    except KeyboardInterrupt:
-        tracker.abort("KILLED", "interrupted by the user")
-        raise
-    except BaseException as exc:
-        tracker.abort("FAILED", f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        if started_ray:
+
+class _Ray:
+    """Ray for one search: started (or joined) once, when first needed, shut down at the end."""
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config, self.started = config, False
+
+    def ensure(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            from .ray_backend import init_ray
+
+            self.started = init_ray(self.config) or self.started
+
+    def shutdown(self) -> None:
+        if self.started:
             import ray
 
             ray.shutdown()
-        shutil.rmtree(experiment_dir, ignore_errors=True)  # the selected student is in MLflow now
+
+
+def run_search(config: SearchConfig, registry: Optional[Registry] = None,
+               reporter: Optional[Reporter] = None, *, fresh: bool = False, resume=None) -> SearchSummary:
+    """Run a whole search and return its summary (see :class:`SearchSummary`).
+
+    Args:
+        fresh: start even when a search with the same options was interrupted and could be
+            resumed (else that is a :class:`UsageError` naming it).
+        resume: a :class:`gkd_search.resume.ResumePoint` (``--resume``): continue that search.
+
+    Raises:
+        SearchInterrupted: Ctrl-C; the search run is KILLED and can be resumed.
+        gkd_search.retry.TrackingUnavailable: the tracking store stayed unreachable; the
+            records wait in the journal for ``--resume``.
+    """
+    from .cluster import check_cluster
+    from .journal import SearchState
+    from .resume import check_no_resumable_twin, config_to_json, resume_command, search_tags
+    from .retry import TrackingUnavailable
+    from .tracking import SearchTracker, resolve_tracking_uri
+
+    reporter = reporter or Reporter()
+    started = time.perf_counter()
+    config.validate()
+    ray_session = _Ray(config)
+    state = None
+    try:
+        if config.ray_address or config.latency_on == "worker":  # fail fast, before any training
+            ray_session.ensure()
+            if config.ray_address:
+                check_cluster(config.ray_address, config.storage_path)
+        if resume is None and not fresh:
+            cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+            check_no_resumable_twin(resolve_tracking_uri(config.tracking_uri), config.experiment, config, cache)
+        prepared = prepare(config, registry, reporter)
+        registry = prepared.registry
+        tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,
+                                teacher_latency_ms_p50=prepared.teacher_latency.p50_ms, on_retry=reporter.message)
+        if resume is None:
+            run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            tracker.start(run_name, _parent_params(prepared), prepared.teacher, tags=search_tags(config))
+            state = SearchState.create(prepared.cache_dir, tracker.parent_run_id, config_to_json(config))
+            state.lock()
+            results: list[TrialResult] = []
+        else:
+            state = resume.state
+            state.lock()
+            tracker.attach(resume.run_id)
+            results = state.finished_results()
+            tracker.reconcile(results)
+        command = resume_command(tracker.parent_run_id, prepared.tracking_uri,
+                                 Path(config.cache_dir) if config.cache_dir else None)
+        reporter.message(f"search run {tracker.parent_run_id}; if it is interrupted, continue it with: {command}")
+        try:
+            results = _run_trials(prepared, tracker, reporter, state, results, ray_session,
+                                  resumed=resume is not None)
+            summary = _finish(prepared, tracker, results, time.perf_counter() - started)
+            notify(registry.pm, "gkd_search_finished", summary=summary)
+        except KeyboardInterrupt:
+            _abort(tracker, "KILLED", "interrupted by the user")
+            raise SearchInterrupted(tracker.parent_run_id, command) from None
+        except TrackingUnavailable as exc:
+            waiting = sum(1 for r in results if not r.run_id)
+            raise TrackingUnavailable(f"{exc}; {waiting} trial record(s) wait in the journal {state.root}: when the "
+                                      f"store answers again, finish the search with `{command}`") from None
+        except BaseException as exc:
+            _abort(tracker, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        state.remove()
+        state = None
+    finally:
+        if state is not None:
+            state.unlock()
+        ray_session.shutdown()
     return summary
+
+
+def _abort(tracker, status: str, reason: str) -> None:
+    """Mark the search run ``status`` if the store answers; what went wrong stays the error."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        tracker.abort(status, reason)
 
 
 def _parent_params(p: Prepared) -> dict[str, Any]:
@@ -393,7 +519,7 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "dataset": p.dataset.name, "teacher": p.teacher.spec, "budget_ms": c.budget_ms, "trials": c.trials,
         "space": p.space.source, "seed": c.seed, "latency_protocol": p.protocol.name,
         "latency_batch": p.protocol.batch_size, "latency_repeats": p.protocol.repeats,
-        "latency_warmup": p.protocol.warmup, "device": c.device, "hardware": hardware_label(c.device),
+        "latency_warmup": p.protocol.warmup, "device": c.device, "hardware": p.hardware or hardware_label(c.device),
         "threads": p.protocol.threads, "epochs": p.space.training["epochs"].default,
         "max_concurrent": _max_concurrent(c), "cpus_per_trial": c.cpus_per_trial, "gpus_per_trial": c.gpus_per_trial,
         "methods": ",".join(p.space.methods), "families": ",".join(p.space.families),
@@ -402,36 +528,114 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
         "metric": p.metric.name, "select": c.select, "register_model": p.registered_model_name() or "",
         "dataset_hash": p.dataset.content_hash(),
+        "latency_on": c.latency_on, "trial_timeout": c.trial_timeout or "", "ray_address": c.ray_address or "",
+        "storage_path": c.storage_path or "", "ray_nodes": _ray_nodes(c),
     }
+
+
+def _ray_nodes(config: SearchConfig) -> int:
+    """The live nodes of the cluster (1 for the local Ray)."""
+    if not config.ray_address:
+        return 1
+    from .cluster import alive_nodes
+
+    return len(alive_nodes())
 
 
 def _max_concurrent(config: SearchConfig) -> int:
     if config.max_concurrent:
         return config.max_concurrent
-    return max(1, int((os.cpu_count() or 1) // config.cpus_per_trial))
+    cpus = os.cpu_count() or 1
+    if config.ray_address:  # the cluster's CPUs
+        import ray
+
+        if ray.is_initialized():
+            cpus = int(ray.cluster_resources().get("CPU", cpus))
+    return max(1, int(cpus // config.cpus_per_trial))
 
 
-def _run_trials(prepared: Prepared, tracker, reporter: Reporter, experiment_dir: Path) -> list[TrialResult]:
-    from .ray_backend import run_tune
+def _run_trials(prepared: Prepared, tracker, reporter: Reporter, state, results: list[TrialResult], ray_session,
+                *, resumed: bool = False) -> list[TrialResult]:
+    """Run the trials the search still needs (``--trials`` minus those in the journal).
+
+    Each finished trial goes to the journal first, then to MLflow; a record the tracking store
+    does not take (unreachable past the retry limit) waits in the journal and is logged, in
+    order, as soon as the store answers again, at the latest before the selection.
+    """
+    from .ray_backend import make_searcher, run_tune, settle_study
+    from .retry import TrackingUnavailable
 
     config = prepared.config
-    results: list[TrialResult] = []
     pm = prepared.registry.pm
+
+    def run_name(result: TrialResult) -> str:
+        number = next(i for i, r in enumerate(results, 1) if r is result)
+        return f"trial-{number:03d}-{result.spec.architecture_key()}-{result.spec.method}"
+
+    def flush() -> bool:
+        """Log every result the store does not have yet, in order; False if it is unreachable."""
+        for waiting in [r for r in results if not r.run_id]:
+            try:
+                tracker.log_trial(waiting, prepared.teacher, run_name(waiting))
+            except TrackingUnavailable:
+                return False
+            state.logged(waiting.trial_id, waiting.run_id)
+        return True
 
     def record(result: TrialResult) -> None:
         results.append(result)
-        name = f"trial-{len(results):03d}-{result.spec.architecture_key()}-{result.spec.method}"
         result.degenerate = degenerate_reason(result, results, prepared.chance)
-        tracker.log_trial(result, prepared.teacher, name)
+        state.finished(result)
+        if not flush():
+            reporter.message(f"MLflow is unreachable: trial {result.trial_id} waits in the journal {state.root}")
         notify(pm, "gkd_trial_finished", result=result)
         in_budget = [r for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms]
         best = max((r.val_score for r in in_budget), default=None)
         reporter.trial(result, len(results), config.trials, len(in_budget), best)
         bar.update(1, **({} if best is None else {f"best val {prepared.metric.name}": best}))
 
-    with reporter.progress("trials", total=config.trials, unit="trial") as bar:
-        run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=experiment_dir)
+    remaining = config.trials - len(results)
+    if resumed:
+        again = settle_study(state.study_url, {r.trial_id: r for r in results}) if remaining > 0 else 0
+        replay = sum(1 for r in results if not r.run_id)
+        reporter.message(f"resuming: {len(results)} of {config.trials} trials finished ({replay} logged from the "
+                         f"journal now), {again} were running at the interruption and run again, "
+                         f"{max(remaining - again, 0)} new")
+        flush()
+    if remaining > 0:
+        ray_session.ensure()
+        seed = config.seed if not resumed else config.seed + 7919 * (len(state.experiments()) + 1) + len(results)
+        searcher = make_searcher(prepared, storage=state.study_url, sampler_seed=seed)
+        local_root = (prepared.cache_dir / "ray_results").resolve()
+        name = f"gkd-{uuid.uuid4().hex[:10]}"
+        state.experiment(name)
+        try:
+            with reporter.progress("trials", total=config.trials, unit="trial") as bar:
+                bar.update(len(results))
+                run_tune(prepared, record, max_concurrent=_max_concurrent(config), experiment_dir=local_root / name,
+                         num_samples=remaining, searcher=searcher, storage_path=config.storage_path,
+                         started=state.started, student_dir=state.student_dir)
+        finally:
+            for old in state.experiments():  # the students are in the journal now
+                _remove_experiment(config.storage_path or str(local_root), old)
+    tracker.retry.offline = False  # one more full retry window before giving up
+    if not flush():
+        raise TrackingUnavailable(f"the MLflow tracking store {prepared.tracking_uri} is unreachable")
     return results
+
+
+def _remove_experiment(storage: str, name: str) -> None:
+    """Remove Ray Tune's folder ``name`` of ``storage`` (a folder or a ``pyarrow`` URI)."""
+    import contextlib
+
+    if "://" not in storage:
+        shutil.rmtree(Path(storage) / name, ignore_errors=True)
+        return
+    import pyarrow.fs
+
+    with contextlib.suppress(Exception):
+        fs, path = pyarrow.fs.FileSystem.from_uri(storage)
+        fs.delete_dir(f"{path.rstrip('/')}/{name}")
 
 
 def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: float) -> SearchSummary:

@@ -86,10 +86,43 @@ def check_tracking_uri(uri: str) -> None:
     try:
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(uri).search_experiments(max_results=1)
+        with _store_creation_lock(db):
+            MlflowClient(uri).search_experiments(max_results=1)
+            if db is not None:
+                _write_ahead_log(db)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"cannot use the MLflow tracking URI {uri}: {first}") from None
+
+
+@contextlib.contextmanager
+def _store_creation_lock(db: Optional[Path]):
+    """Two searches started at once against one new sqlite store: one creates the tables (MLflow's
+    migrations), the other waits (``flock`` on ``<db>.lock``), instead of both migrating."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with open(f"{db}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_ahead_log(db: Path) -> None:
+    """SQLite's write-ahead log (a setting stored in the file): a search reading the store does
+    not block another one writing to it; writers still take turns (their "database is locked"
+    waits are retried, :mod:`gkd_search.retry`)."""
+    import sqlite3
+
+    connection = sqlite3.connect(str(db), timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
 
 
 @contextlib.contextmanager
@@ -170,6 +203,24 @@ def trial_params(result: TrialResult) -> dict[str, str]:
     return {k: _fmt(v) for k, v in params.items()}
 
 
+def placement_tags(placement: Mapping[str, Any]) -> dict[str, str]:
+    """Where a trial ran: ``gkd.ray_node`` (the Ray node id), ``gkd.ray_node_ip``,
+    ``gkd.hostname``, ``gkd.ray_resources`` (what Ray assigned, e.g. ``CPU=1,GPU=0.25``) and
+    ``gkd.gpu_ids``."""
+    if not placement:
+        return {}
+    resources = placement.get("resources") or {}
+    tags = {
+        "gkd.ray_node": str(placement.get("node_id", "")),
+        "gkd.ray_node_ip": str(placement.get("node_ip", "")),
+        "gkd.hostname": str(placement.get("hostname", "")),
+        "gkd.ray_resources": ",".join(f"{k}={v:g}" for k, v in sorted(resources.items())),
+    }
+    if placement.get("gpu_ids"):
+        tags["gkd.gpu_ids"] = ",".join(map(str, placement["gpu_ids"]))
+    return tags
+
+
 def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
                   teacher_latency_ms_p50: Optional[float] = None) -> dict[str, float]:
     """A trial's MLflow metrics; ``speedup`` is the teacher's p50 over the student's, both timed
@@ -183,6 +234,7 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
         "params": result.params,
         "compression_ratio": teacher.num_params / result.params if result.params else None,
         "speedup": speedup,
+        "peak_gpu_mb": result.peak_gpu_mb,
     }
     if result.status == "ok":
         metrics.update(
@@ -244,17 +296,31 @@ def _dataset_inputs(dataset: Optional[GraphDataset]):
 
 class SearchTracker:
     """Writes one search to MLflow. Every child run is created and ended in one call, so an
-    interrupted search leaves no child run RUNNING; :meth:`abort` ends the parent as KILLED."""
+    interrupted search leaves no child run RUNNING (``--resume`` removes one a ``kill -9`` cut
+    off and logs it again from the journal); :meth:`abort` ends the parent as KILLED.
+
+    Every MLflow call is retried with back-off while the store is unreachable or locked
+    (:mod:`gkd_search.retry`); past the limit it raises
+    :class:`~gkd_search.retry.TrackingUnavailable`, and the search keeps the record in its
+    journal for later."""
 
     def __init__(self, uri: str, experiment: str = DEFAULT_EXPERIMENT, dataset: Optional[GraphDataset] = None,
-                 teacher_latency_ms_p50: Optional[float] = None) -> None:
+                 teacher_latency_ms_p50: Optional[float] = None, on_retry=None) -> None:
         from mlflow.tracking import MlflowClient
 
+        from .retry import RetryingClient, RetryPolicy
+
+        if urlparse(uri).scheme in ("http", "https"):
+            # one retry loop (ours, with its limit) rather than MLflow's per-request one (minutes)
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         self.uri = uri
-        self.client = MlflowClient(uri)
+        self.retry = RetryPolicy(uri, on_retry=on_retry)
+        self.client = RetryingClient(MlflowClient(uri), self.retry)
         self.experiment_id = self._experiment(experiment)
         self.parent_run_id: Optional[str] = None
         self.trial_runs: dict[str, str] = {}
+        self._partial: dict[str, str] = {}  # trial id -> a run created by a log_trial that did not finish
         self.dataset = dataset
         self.teacher_latency_ms_p50 = teacher_latency_ms_p50
         self._inputs = _dataset_inputs(dataset)
@@ -270,7 +336,13 @@ class SearchTracker:
         else:
             db = _sqlite_path(self.uri)
             location = (db.parent.resolve() / "artifacts").as_uri() if db is not None else None
-            experiment_id = self.client.create_experiment(name, artifact_location=location)
+            try:
+                experiment_id = self.client.create_experiment(name, artifact_location=location)
+            except Exception as exc:  # another search created it a moment ago
+                existing = self.client.get_experiment_by_name(name)
+                if existing is None:
+                    raise exc from None
+                experiment_id = existing.experiment_id
         tags = existing.tags if existing is not None else {}
         for key, value in ((mlflow_ui.EXPERIMENT_KIND_TAG, mlflow_ui.EXPERIMENT_KIND),
                            (mlflow_ui.VIEW_TAG, mlflow_ui.trials_view())):
@@ -286,11 +358,12 @@ class SearchTracker:
         self.client.set_tag(self.parent_run_id, mlflow_ui.NOTE_TAG,
                             mlflow_ui.search_description(summary, self.experiment_id))
 
-    def start(self, run_name: str, params: Mapping[str, Any], teacher: TeacherOutputs) -> str:
+    def start(self, run_name: str, params: Mapping[str, Any], teacher: TeacherOutputs,
+              tags: Optional[Mapping[str, str]] = None) -> str:
         from mlflow.entities import Metric, Param
 
         run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={"gkd.role": "search", "gkd.status": "running"})
+                                     tags={"gkd.role": "search", "gkd.status": "running", **(tags or {})})
         self.parent_run_id = run.info.run_id
         now = int(time.time() * 1000)
         metrics = {"teacher_val_acc": teacher.val_acc, "teacher_test_acc": teacher.test_acc,
@@ -305,6 +378,48 @@ class SearchTracker:
             self.client.log_inputs(self.parent_run_id, datasets=self._inputs)
         return self.parent_run_id
 
+    def attach(self, parent_run_id: str) -> None:
+        """Continue the search run ``parent_run_id`` (``--resume``): RUNNING again, and the
+        resume counted in tag ``gkd.resumes``."""
+        run = self.client.get_run(parent_run_id)
+        self.parent_run_id = parent_run_id
+        resumes = int(run.data.tags.get("gkd.resumes", "0")) + 1
+        self.client.update_run(parent_run_id, status="RUNNING")
+        self.client.set_tag(parent_run_id, "gkd.status", "running")
+        self.client.set_tag(parent_run_id, "gkd.resumes", str(resumes))
+
+    def trial_runs_in_store(self) -> list:
+        """Every child run of the search run, as the store has it now."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
+                                           max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def reconcile(self, results: list[TrialResult]) -> int:
+        """Match ``results`` (the journal) with the store: a result whose trial already has a
+        finished run gets that run id; a run an interruption cut off (still RUNNING), or a
+        second run of one trial, is deleted (the journal logs it again). Returns the number of
+        runs deleted."""
+        by_trial: dict[str, list] = {}
+        for run in sorted(self.trial_runs_in_store(), key=lambda r: r.info.start_time or 0):
+            by_trial.setdefault(run.data.tags.get("gkd.trial_id", ""), []).append(run)
+        deleted = 0
+        for result in results:
+            complete = [r for r in by_trial.get(result.trial_id, []) if r.info.status in ("FINISHED", "FAILED")]
+            keep = complete[0].info.run_id if complete else None
+            for run in by_trial.get(result.trial_id, []):
+                if run.info.run_id != keep:
+                    self.client.delete_run(run.info.run_id)
+                    deleted += 1
+            result.run_id = keep
+            if keep:
+                self.trial_runs[result.trial_id] = keep
+        return deleted
+
     def log_trial(self, result: TrialResult, teacher: TeacherOutputs, run_name: str) -> str:
         from mlflow.entities import Metric, Param
 
@@ -316,16 +431,24 @@ class SearchTracker:
             "gkd.selected": "false",
             "gkd.trial_id": result.trial_id,
             "gkd.architecture": result.spec.architecture_key(),
+            "gkd.retries": str(result.retries),
+            **placement_tags(result.placement),
         }
         if result.degenerate:
             tags["gkd.degenerate"] = "true"
             tags["gkd.degenerate_reason"] = result.degenerate[:4000]
         if result.error:
             tags["gkd.error"] = result.error[:4000]
+        if result.failure:
+            tags["gkd.failure"] = result.failure
+        if result.rerun_of:
+            tags["gkd.rerun_of"] = result.rerun_of
         if result.traceback:
             tags["gkd.traceback"] = result.traceback[-4000:]
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-        run_id = run.info.run_id
+        run_id = self._partial.get(result.trial_id)
+        if run_id is None:
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+            run_id = self._partial[result.trial_id] = run.info.run_id
         try:
             now = int(time.time() * 1000)
             self.client.log_batch(
@@ -340,6 +463,7 @@ class SearchTracker:
                 self._log_heatmaps(run_id, result)
         finally:
             self.client.set_terminated(run_id, "FAILED" if result.status == "failed" else "FINISHED")
+        self._partial.pop(result.trial_id, None)
         self.trial_runs[result.trial_id] = run_id
         result.run_id = run_id
         return run_id
@@ -368,6 +492,7 @@ class SearchTracker:
         then logs the model (:meth:`log_student_model`), :meth:`describe` s and :meth:`end` s."""
         from mlflow.entities import Metric
 
+        self.reconcile(summary.results)  # exactly one run per trial, whatever the retries did
         front_ids = {r.trial_id for r in summary.pareto}
         for result in summary.results:
             if result.run_id is None:
@@ -400,12 +525,8 @@ class SearchTracker:
         of that model with ``tags`` (the lineage) on the version. Returns ``(model URI, version)``:
         ``models:/NAME/VERSION`` when registered, else ``models:/<model id>``."""
         import mlflow
-        import pandas as pd
-
-        from . import pyfunc
 
         selected = summary.selected
-        example = pd.DataFrame({pyfunc.INPUT_COLUMN: [0, 1, 2]})
         model_metrics = {
             "val_score": selected.val_score, "test_score": selected.test_score, "val_acc": selected.val_acc,
             "test_acc": selected.test_acc, "latency_ms_p50": selected.latency_ms_p50,
@@ -416,19 +537,8 @@ class SearchTracker:
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.uri)
         try:
-            with _quiet_mlflow(), mlflow.start_run(run_id=self.parent_run_id):
-                info = mlflow.pyfunc.log_model(
-                    name="student",
-                    python_model=str(Path(pyfunc.__file__).with_name("_served_model.py")),
-                    artifacts={pyfunc.STUDENT_ARTIFACT: str(student_dir), pyfunc.GRAPH_ARTIFACT: str(graph_file)},
-                    signature=pyfunc.signature(num_classes),
-                    input_example=example,
-                    pip_requirements=_pip_requirements(),
-                    registered_model_name=register_as,
-                    tags={k: _fmt(v) for k, v in tags.items()},
-                )
-                mlflow.log_metrics({k: float(v) for k, v in model_metrics.items() if v is not None},
-                                   model_id=info.model_id)
+            info = self.retry.call(lambda: self._log_model(student_dir, graph_file, num_classes, register_as, tags,
+                                                           model_metrics), "log_model")
         finally:
             mlflow.set_tracking_uri(previous)
         version = None
@@ -441,10 +551,37 @@ class SearchTracker:
         self.client.set_tag(self.parent_run_id, "gkd.model_uri", uri)
         return uri, version
 
+    def _log_model(self, student_dir: Path, graph_file: Path, num_classes: int, register_as: Optional[str],
+                   tags: Mapping[str, Any], model_metrics: Mapping[str, Optional[float]]):
+        import mlflow
+        import pandas as pd
+
+        from . import pyfunc
+
+        example = pd.DataFrame({pyfunc.INPUT_COLUMN: [0, 1, 2]})
+        while mlflow.active_run() is not None:  # left by an attempt the tracking server cut off
+            mlflow.end_run()
+        with _quiet_mlflow(), mlflow.start_run(run_id=self.parent_run_id):
+            info = mlflow.pyfunc.log_model(
+                name="student",
+                python_model=str(Path(pyfunc.__file__).with_name("_served_model.py")),
+                artifacts={pyfunc.STUDENT_ARTIFACT: str(student_dir), pyfunc.GRAPH_ARTIFACT: str(graph_file)},
+                signature=pyfunc.signature(num_classes),
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                registered_model_name=register_as,
+                tags={k: _fmt(v) for k, v in tags.items()},
+            )
+            mlflow.log_metrics({k: float(v) for k, v in model_metrics.items() if v is not None},
+                               model_id=info.model_id)
+        return info
+
     def abort(self, status: str = "KILLED", reason: str = "") -> None:
-        """End the parent run (``KILLED`` on Ctrl-C, ``FAILED`` on an error)."""
+        """End the parent run (``KILLED`` on Ctrl-C, ``FAILED`` on an error), trying for a few
+        seconds only: the user is waiting, and ``--resume`` does not need it."""
         if self.parent_run_id is None:
             return
+        self.retry.limit_s = min(self.retry.limit_s, 5.0)
         try:
             self.client.set_tag(self.parent_run_id, "gkd.status", status.lower())
             if reason:

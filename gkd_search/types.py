@@ -580,6 +580,20 @@ class TrialResult:
     run_id: Optional[str] = None
     pareto: bool = False
     selected: bool = False
+    #: why a failed trial failed: ``exception`` (raised inside the trial, not retried),
+    #: ``timeout`` (``--trial-timeout``) or ``worker_died`` (its process was killed, e.g. out of
+    #: memory, after one retry)
+    failure: Optional[str] = None
+    #: how many times Ray restarted the trial after its worker process died (at most 1)
+    retries: int = 0
+    #: where it ran: Ray ``node_id``, ``node_ip``, ``hostname``, ``pid``, assigned ``resources``,
+    #: ``gpu_ids`` (:func:`gkd_search.cluster.where_am_i`)
+    placement: dict[str, Any] = field(default_factory=dict)
+    #: the largest CUDA memory the trial allocated, MiB (GPU trials only)
+    peak_gpu_mb: Optional[float] = None
+    #: ``--resume``: the Ray trial id of the trial with this spec that was running when the
+    #: search was interrupted, which this one runs again
+    rerun_of: Optional[str] = None
 
 
 @dataclass

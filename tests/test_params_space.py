@@ -158,7 +158,8 @@ def test_space_not_found_lists_known_names(gkd_registry):
 @pytest.mark.parametrize(
     "text, key, message",
     [
-        ("families: {}\nfamiles: {}\n", "unknown key 'familes'", "known: description, teacher, students_smaller_than_teacher, families, methods, training"),
+        ("families: {}\nfamiles: {}\n", "unknown key 'familes'",
+         "known: description, teacher, students_smaller_than_teacher, families, methods, training"),
         ("families:\n  transformer: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\n",
          "families.transformer", "unknown family (known: appnp, gat, gcn, gcnii, mlp, rgcn, sage, sgc)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {magic: {}}\n",

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .distill.guard import REASONS as GUARD_REASONS
 from .errors import PluginWarning
 from .space import Architecture, SearchSpace, suggest_spec
 from .trial import TrialContext, run_trial
@@ -67,13 +68,16 @@ class DefineByRunSpace:
 
 
 class GkdOptunaSearch(OptunaSearch):
-    """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones, rather than passing it
-    missing objective values."""
+    """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones and for trials the
+    training guard stopped (``diverged``, ``degenerate``), rather than passing it missing
+    objective values. TPE ignores FAIL trials but ranks PRUNED ones with its worse group, so a
+    stopped trial steers the sampler away from its region; a crash says nothing about it."""
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         status = (result or {}).get("gkd_status")
         if status in ("failed", "over_budget") and trial_id not in self._completed_trials:
-            state = TrialState.FAIL if status == "failed" else TrialState.PRUNED
+            stopped = (result or {}).get("gkd_error") in GUARD_REASONS
+            state = TrialState.FAIL if status == "failed" and not stopped else TrialState.PRUNED
             self._ot_study.tell(self._ot_trials[trial_id], state=state)
             self._completed_trials.add(trial_id)
             return
@@ -106,6 +110,7 @@ def trainable(config: dict, context: TrialContext) -> None:
         nan = float("nan")
         metrics: dict[str, Any] = {
             "gkd_status": result.status,
+            "gkd_error": result.error or "",
             "gkd_result": json.dumps(payload),
             "val_acc": result.val_acc if result.status == "ok" else nan,
             "latency_ms_p50": result.latency_ms_p50 if result.latency_ms_p50 is not None else nan,

@@ -104,6 +104,8 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs) -> dict[str, flo
         "params": result.params,
         "compression_ratio": teacher.num_params / result.params if result.params else None,
     }
+    if result.status == "failed":  # what a stopped trial cost (distill/guard.py)
+        metrics.update(epochs_run=result.epochs_run, train_seconds=result.train_seconds)
     if result.status == "ok":
         metrics.update(
             val_acc=result.val_acc,
@@ -168,6 +170,8 @@ class SearchTracker:
         }
         if result.error:
             tags["gkd.error"] = result.error[:4000]
+        if result.error_detail:
+            tags["gkd.error_detail"] = result.error_detail[:4000]
         if result.traceback:
             tags["gkd.traceback"] = result.traceback[-4000:]
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
@@ -198,6 +202,10 @@ class SearchTracker:
             layer_heatmaps(result.matrices, Path(folder))
             (Path(folder) / "matrices.json").write_text(json.dumps(result.matrices))
             self.client.log_artifacts(run_id, folder, "heatmaps")
+
+    def log_artifact(self, path: Path) -> None:
+        """One file as an artifact of the search run (``teacher_candidates.csv``)."""
+        self.client.log_artifact(self.parent_run_id, str(path))
 
     def finish(self, summary: SearchSummary, artifacts: Mapping[str, Path], n_feasible: int,
                extra_metrics: Mapping[str, float]) -> None:

@@ -94,13 +94,15 @@ class DatasetSpec(ABC):
 
     Attributes:
         name: the ``--dataset`` value (lower case).
-        default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given.
+        default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given; ``None``
+            (or ``"auto"``): ``--teacher auto``, a search over well-known teachers
+            (:mod:`gkd_search.teacher_search`).
         options: option names accepted after the name (``synthetic:nodes=1000,...``).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    default_teacher: ClassVar[str] = "gcn:2:64"
+    default_teacher: ClassVar[Optional[str]] = None
     options: ClassVar[Mapping[str, Any]] = {}
 
     @abstractmethod
@@ -476,7 +478,8 @@ def architecture_key(family: str, num_layers: int, hidden_channels: int, family_
 class TrialResult:
     """The outcome of one trial, as logged to MLflow and passed to ``gkd_trial_finished``.
 
-    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why).
+    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why:
+    ``diverged`` or ``degenerate`` when the training guard stopped it, else the exception).
     Accuracies are fractions in ``[0, 1]``.
     """
 
@@ -497,6 +500,9 @@ class TrialResult:
     #: the loss's :meth:`DistillationLoss.diagnostics`, ``{"attention_before": [[...]], ...}``
     matrices: dict[str, list[list[float]]] = field(default_factory=dict)
     error: Optional[str] = None
+    #: what the training guard measured when it stopped the trial (``error`` is then
+    #: ``diverged`` or ``degenerate``; see :mod:`gkd_search.distill.guard`)
+    error_detail: Optional[str] = None
     traceback: Optional[str] = None
     checkpoint: Optional[str] = None
     run_id: Optional[str] = None

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TrialFailed
 from ..types import GraphModel, ModelOutput, run_model
+from .guard import NoGuard, TrainingGuard
 
 
 @dataclass
@@ -107,11 +107,6 @@ class BestWeights:
         self.model.load_state_dict(self.state)
 
 
-def check_finite(loss: Tensor, epoch: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrialFailed(f"loss became {float(loss.detach())} at epoch {epoch}")
-
-
 def train_model(
     model: GraphModel,
     objective: Callable[[ModelOutput], Tensor],
@@ -119,12 +114,15 @@ def train_model(
     settings: TrainingSettings,
     extra_parameters: Iterable[nn.Parameter] = (),
     metric: Metric = accuracy,
+    guard: Optional[TrainingGuard] = None,
 ) -> TrainOutcome:
     """Train ``model`` full-batch in place and restore its best-validation weights.
 
     Raises:
-        TrialFailed: the loss became NaN or infinite.
+        TrialStopped: the loss became NaN or infinite, or ``guard`` stopped the trial
+            (:mod:`.guard`: diverged or degenerate).
     """
+    guard = guard or NoGuard()
     optimizer = make_optimizer(model, settings, extra_parameters)
     best = BestWeights(model, settings.patience)
     edge_type = getattr(data, "edge_type", None)
@@ -134,11 +132,12 @@ def train_model(
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss = objective(run_model(model, data.x, data.edge_index, edge_type))
-        check_finite(loss, epoch)
+        guard.check_loss(loss, epoch)
         loss.backward()
         optimizer.step()
         if not best.update(epoch, predict(model, data).logits, data):
             break
+        guard.check_score(epoch, best.acc)
     seconds = time.perf_counter() - start
     best.restore()
     val_acc, test_acc = evaluate(model, data, metric)

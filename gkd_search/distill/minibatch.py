@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, fanouts_for
 from ..types import GraphModel, ModelOutput, run_model
-from .loop import BestWeights, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, evaluate, make_optimizer, predict
+from .guard import NoGuard, TrainingGuard
+from .loop import BestWeights, Metric, TrainingSettings, TrainOutcome, accuracy, evaluate, make_optimizer, predict
 
 MODES = ("auto", "on", "off")
 
@@ -111,6 +112,7 @@ def train_minibatch(
     extra_parameters: Iterable[nn.Parameter] = (),
     metric: Metric = accuracy,
     seed: int = 0,
+    guard: Optional[TrainingGuard] = None,
 ) -> TrainOutcome:
     """Train ``model`` on sampled mini-batches in place and restore its best-validation weights.
 
@@ -119,7 +121,9 @@ def train_minibatch(
             between them (what structural losses read).
         num_hops: the model's receptive field (:meth:`ModelFamily.num_hops`); 0 samples nothing.
         seeds: the nodes an epoch visits (default: every node; a heterogeneous graph's targets).
+        guard: stops a diverging or degenerate trial (:mod:`.guard`); default: only a non-finite loss.
     """
+    guard = guard or NoGuard()
     index = NeighbourhoodIndex(data.edge_index, data.num_nodes)
     fanouts = fanouts_for(batching.fanout, num_hops)
     seeds = torch.arange(data.num_nodes) if seeds is None else seeds
@@ -139,11 +143,12 @@ def train_minibatch(
                             None if edge_type is None else edge_type[sub.edge_ids])
             optimizer.zero_grad(set_to_none=True)
             loss = objective(select_rows(out, slice(0, sub.num_seeds)), batch, induced_edges(index, batch))
-            check_finite(loss, epoch)
+            guard.check_loss(loss, epoch)
             loss.backward()
             optimizer.step()
         if not best.update(epoch, predict(model, data, chunk).logits, data):
             break
+        guard.check_score(epoch, best.acc)
     seconds = time.perf_counter() - start
     best.restore()
     val, test = evaluate(model, data, metric, chunk)

@@ -1,0 +1,127 @@
+"""Stop a trial that cannot succeed: a diverging training loss or a degenerate validation score.
+
+Both training loops (:func:`~gkd_search.distill.loop.train_model`,
+:func:`~gkd_search.distill.minibatch.train_minibatch`) ask a :class:`TrainingGuard` after every
+step (:meth:`~TrainingGuard.check_loss`) and after every validation
+(:meth:`~TrainingGuard.check_score`); it raises :class:`TrialStopped`, a
+:class:`~gkd_search.errors.TrialFailed` with a ``reason``, which the trial records as
+``status="failed"``, ``error=reason`` (MLflow tag ``gkd.error``) and the measured numbers in
+``error_detail``. The criteria (documented in ``docs/methods.md``, "When a trial is stopped"):
+
+* ``diverged``: the training loss is not finite; or its magnitude exceeds ``max_loss_ratio``
+  times the reference scale ``ln C`` (the cross-entropy of a uniform guess over ``C`` classes,
+  where the label term starts), at which point the label term's share of the gradient is below
+  ``1 / max_loss_ratio``; or it grows to ``max_growth`` times its first value (at least ``ln C``).
+* ``degenerate``: after ``warmup`` epochs the best validation score so far is still at or below
+  the metric's chance level plus ``margin``. The chance level is the best score a constant
+  prediction reaches on the validation nodes (:func:`chance_level`): for accuracy the
+  majority-class rate of the validation nodes, for macro-F1 the F1 of always answering the
+  majority class divided by ``C``, for ROC-AUC 0.5. It is computed with the trial's own metric,
+  so it extends to any metric ``metric(logits, y, mask) -> float``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from ..errors import TrialFailed
+
+DIVERGED, DEGENERATE = "diverged", "degenerate"
+REASONS = (DIVERGED, DEGENERATE)
+
+
+class TrialStopped(TrialFailed):
+    """The guard stopped training. ``reason`` is ``diverged`` or ``degenerate``, ``detail`` the
+    numbers it saw, ``epoch`` the epoch it stopped at."""
+
+    def __init__(self, reason: str, detail: str, epoch: int) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown reason {reason!r} (known: {', '.join(REASONS)})")
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.epoch = reason, detail, int(epoch)
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The thresholds (module docstring). ``warmup`` is in epochs; ``margin`` in score units."""
+
+    warmup: int = 20
+    margin: float = 0.0
+    max_loss_ratio: float = 1e4
+    max_growth: float = 1e3
+
+
+def chance_level(metric: Callable[[Tensor, Tensor, Tensor], float], y: Tensor, mask: Tensor,
+                 num_classes: int) -> Optional[float]:
+    """The best ``metric`` over the ``num_classes`` constant predictions (every node of ``mask``
+    gets class ``c``); ``None`` when ``mask`` holds no labelled node or the metric is undefined."""
+    if num_classes < 1 or int(mask.sum()) == 0:
+        return None
+    scores = []
+    for c in range(num_classes):
+        logits = torch.zeros(y.size(0), num_classes)
+        logits[:, c] = 1.0
+        value = float(metric(logits.to(y.device), y, mask))
+        if math.isfinite(value):
+            scores.append(value)
+    return max(scores) if scores else None
+
+
+class TrainingGuard:
+    """Raises :class:`TrialStopped` when a trial diverges or stays degenerate (module docstring).
+
+    Args:
+        num_classes: ``C``; the loss scale is ``ln C`` (at least ``ln 2``).
+        chance: the validation chance level (:func:`chance_level`); ``None`` turns the
+            degenerate check off.
+    """
+
+    def __init__(self, num_classes: int, chance: Optional[float], settings: GuardSettings = GuardSettings()) -> None:
+        self.settings, self.chance = settings, chance
+        self.reference = math.log(max(int(num_classes), 2))
+        self.first: Optional[float] = None
+
+    def check_loss(self, loss: Tensor, epoch: int) -> None:
+        """After each training step's forward: stop on a non-finite or exploding loss."""
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrialStopped(DIVERGED, f"loss became {value} at epoch {epoch}", epoch)
+        s = self.settings
+        limit = s.max_loss_ratio * self.reference
+        if abs(value) > limit:
+            raise TrialStopped(DIVERGED, f"loss {value:.4g} at epoch {epoch} exceeds {s.max_loss_ratio:g} x ln C "
+                                         f"= {limit:.4g}", epoch)
+        if self.first is None:
+            self.first = max(abs(value), self.reference)
+        elif abs(value) > s.max_growth * self.first:
+            raise TrialStopped(DIVERGED, f"loss {value:.4g} at epoch {epoch} grew past {s.max_growth:g} x its first "
+                                         f"value {self.first:.4g}", epoch)
+
+    def check_score(self, epoch: int, best_score: float) -> None:
+        """After each validation: stop when, after the warm-up, the best validation score so far
+        is still at or below the chance level plus the margin."""
+        if self.chance is None or epoch < self.settings.warmup:
+            return
+        floor = self.chance + self.settings.margin
+        if not best_score > floor:
+            raise TrialStopped(DEGENERATE, f"best validation score {best_score:.4f} after {epoch} epochs is not above "
+                                           f"the chance level {self.chance:.4f} (+ margin {self.settings.margin:g})",
+                               epoch)
+
+
+class NoGuard(TrainingGuard):
+    """Only stops a non-finite loss (what every loop did before the guard)."""
+
+    def __init__(self) -> None:
+        super().__init__(2, None, GuardSettings(max_loss_ratio=math.inf, max_growth=math.inf))
+
+
+def make_guard(metric: Callable[[Tensor, Tensor, Tensor], float], data, num_classes: int,
+               settings: GuardSettings = GuardSettings()) -> TrainingGuard:
+    """The guard of a trial on ``data`` (its ``y`` and ``val_mask``) scored by ``metric``."""
+    return TrainingGuard(num_classes, chance_level(metric, data.y, data.val_mask, num_classes), settings)

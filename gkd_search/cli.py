@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", default="default", help="search-space YAML file, or a name in gkd_search/search_spaces/")
     g.add_argument("--methods", type=_csv, default=None, help="comma-separated methods to search (default: the space's)")
     g.add_argument("--families", type=_csv, default=None, help="comma-separated student families (default: the space's)")
-    g.add_argument("--teacher", default=None, help="FAMILY:LAYERS:HIDDEN[:key=value] (default: per dataset)")
+    g.add_argument("--teacher", default=None,
+                   help="FAMILY:LAYERS:HIDDEN[:key=value], or auto: the best of six standard teachers by validation "
+                        "(default: the space's, else per dataset, else auto)")
     g.add_argument("--teacher-checkpoint", default=None, help="a teacher checkpoint file instead of training one")
     r = p.add_argument_group("resources")
     r.add_argument("--device", default="cpu", help="cpu or cuda[:N], for trials and latency")

@@ -32,6 +32,7 @@ from .pareto import pareto_front, select_student
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
+from .teacher_search import AUTO, TeacherSelection, is_auto, select_teacher
 from .trial import TrialContext
 from .types import DatasetSpec, GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec
 
@@ -174,6 +175,8 @@ class Prepared:
     tracking_uri: str
     cache_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
+    #: the candidates of ``--teacher auto`` (None when the teacher was given)
+    teacher_selection: Optional[TeacherSelection] = None
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -204,11 +207,16 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         raise UsageError("give either --teacher or --teacher-checkpoint, not both")
     space = load_space(config.space, registry.families, registry.methods, only_families=config.families,
                        only_methods=config.methods, epochs=config.epochs, structural_losses=registry.names("loss"))
+    # --teacher, else the space's teacher, else the dataset's default, else auto (teacher_search.py)
+    auto_teacher = not config.teacher_checkpoint and is_auto(
+        config.teacher or space.teacher or dataset_spec.default_teacher or AUTO)
+    teacher_config: Optional[TeacherConfig] = None
     if config.teacher_checkpoint:
         teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
-    else:  # --teacher, else the space's teacher, else the dataset's default
+    elif not auto_teacher:
         teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher)
-    teacher_family = registry.get("family", teacher_config.family)
+    if teacher_config is not None:
+        registry.get("family", teacher_config.family)
     architectures = space.architectures(registry.families)
     _check_buildable(architectures, registry)
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
@@ -229,6 +237,13 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
 
     start = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    selection = None
+    if teacher_config is None:
+        reporter.message("teacher auto: the best of the candidate teachers by validation accuracy (docs/teachers.md)")
+        selection = select_teacher(dataset, registry.families, seed=config.seed, cache_dir=cache_dir,
+                                   batching=config.batching(), progress=reporter.message)
+        teacher_config = selection.config
+    teacher_family = registry.get("family", teacher_config.family)
     keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
     teacher_model, teacher = get_teacher(
         dataset, teacher_config, teacher_family, seed=config.seed, cache_dir=cache_dir,
@@ -281,7 +296,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
             f"has p50 {latency[fastest.key].p50_ms:.3f} ms; raise the budget or add smaller architectures"
         )
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
-                    feasible, tracking_uri, cache_dir, timings)
+                    feasible, tracking_uri, cache_dir, timings, teacher_selection=selection)
 
 
 def _check_buildable(architectures: list[Architecture], registry: Registry) -> None:
@@ -306,6 +321,8 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
     tracker = SearchTracker(prepared.tracking_uri, config.experiment)
     run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tracker.start(run_name, _parent_params(prepared), prepared.teacher)
+    if prepared.teacher_selection is not None:
+        _log_teacher_candidates(tracker, prepared.teacher_selection)
     results: list[TrialResult] = []
     started_ray = False
     experiment_dir = (prepared.cache_dir / "ray_results" / f"gkd-{uuid.uuid4().hex[:10]}").resolve()
@@ -331,10 +348,16 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
     return summary
 
 
+def _log_teacher_candidates(tracker, selection: TeacherSelection) -> None:
+    with tempfile.TemporaryDirectory(prefix="gkd-teachers-") as folder:
+        tracker.log_artifact(selection.write_csv(Path(folder) / "teacher_candidates.csv"))
+
+
 def _parent_params(p: Prepared) -> dict[str, Any]:
     c = p.config
     return {
         "dataset": p.dataset.name, "teacher": p.teacher.spec, "budget_ms": c.budget_ms, "trials": c.trials,
+        "teacher_selection": "auto" if p.teacher_selection is not None else "given",
         "space": p.space.source, "seed": c.seed, "latency_protocol": p.protocol.name,
         "latency_batch": p.protocol.batch_size, "latency_repeats": p.protocol.repeats,
         "latency_warmup": p.protocol.warmup, "device": c.device, "hardware": hardware_label(c.device),

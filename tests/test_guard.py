@@ -78,7 +78,9 @@ def test_a_graph_where_nothing_can_be_learned_is_stopped_as_degenerate(gkd_regis
     warmup = GuardSettings().warmup
     assert result.epochs_run == warmup < EPOCHS
     chance = chance_level(accuracy, blank_graph.data.y, blank_graph.data.val_mask, blank_graph.num_classes)
-    assert f"chance level {chance:.4f}" in result.error_detail
+    n = int(blank_graph.data.val_mask.sum())
+    margin = 2 * math.sqrt(chance * (1 - chance) / n)  # two binomial standard errors
+    assert f"chance level {chance:.4f} + margin {margin:.4f}" in result.error_detail
 
 
 def test_healthy_trials_are_not_stopped(gkd_registry, small_synthetic, small_teacher):
@@ -121,10 +123,16 @@ def test_guard_thresholds():
         TrainingGuard(4, None).check_loss(torch.tensor(1e4 * math.log(4) + 1), 1)
     guard.check_score(4, 0.0)  # still warming up
     guard.check_score(5, 0.42)  # above chance + margin
-    with pytest.raises(TrialStopped, match="not above the chance level 0.4000") as flat:
+    with pytest.raises(TrialStopped, match="not above the chance level 0.4000 \\+ margin 0.0100") as flat:
         guard.check_score(5, 0.405)
     assert flat.value.reason == "degenerate"
     TrainingGuard(4, None).check_score(100, 0.0)  # no chance level: no degenerate check
+    # the default margin: two binomial standard errors of the chance rate (Photo: 240 validation nodes)
+    photo = TrainingGuard(8, 0.125, num_val=240)
+    assert photo.margin == pytest.approx(2 * math.sqrt(0.125 * 0.875 / 240))
+    with pytest.raises(TrialStopped):
+        photo.check_score(30, 0.133)  # ABKD's collapsed student on Photo
+    photo.check_score(30, 0.2)
 
 
 def test_minibatch_loop_uses_the_guard(small_synthetic):

@@ -10,8 +10,9 @@ step (:meth:`~TrainingGuard.check_loss`) and after every validation
 
 * ``diverged``: the training loss is not finite; or its magnitude exceeds ``max_loss_ratio``
   times the reference scale ``ln C`` (the cross-entropy of a uniform guess over ``C`` classes,
-  where the label term starts), at which point the label term's share of the gradient is below
-  ``1 / max_loss_ratio``; or it grows to ``max_growth`` times its first value (at least ``ln C``).
+  where the label term starts), at which point the label term is about one part in
+  ``max_loss_ratio`` of the objective; or it grows to ``max_growth`` times its first value (at
+  least ``ln C``).
 * ``degenerate``: after ``warmup`` epochs the best validation score so far is still at or below
   the metric's chance level plus ``margin``. The chance level is the best score a constant
   prediction reaches on the validation nodes (:func:`chance_level`): for accuracy the
@@ -60,17 +61,30 @@ class GuardSettings:
     max_growth: float = 1e3
 
 
+#: constant predictions tried by :func:`chance_level`: the most frequent validation classes
+CHANCE_CANDIDATES = 3
+
+
 def chance_level(metric: Callable[[Tensor, Tensor, Tensor], float], y: Tensor, mask: Tensor,
                  num_classes: int) -> Optional[float]:
-    """The best ``metric`` over the ``num_classes`` constant predictions (every node of ``mask``
-    gets class ``c``); ``None`` when ``mask`` holds no labelled node or the metric is undefined."""
-    if num_classes < 1 or int(mask.sum()) == 0:
+    """The best ``metric`` over constant predictions (every node of ``mask`` gets class ``c``),
+    for the :data:`CHANCE_CANDIDATES` most frequent classes among the ``mask`` nodes (for
+    accuracy and macro-F1 the best constant is the majority class; for ROC-AUC every constant
+    scores 0.5), evaluated on the ``mask`` rows only, so it stays cheap on a graph of millions of
+    nodes and hundreds of classes. ``None`` when ``mask`` holds no labelled node or the metric is
+    undefined."""
+    labels = y[mask]
+    labels = labels[labels >= 0]
+    if num_classes < 1 or labels.numel() == 0:
         return None
+    counts = torch.bincount(labels, minlength=num_classes)
+    classes = torch.argsort(counts, descending=True)[:CHANCE_CANDIDATES].tolist()
+    rows = torch.ones(labels.numel(), dtype=torch.bool, device=y.device)
     scores = []
-    for c in range(num_classes):
-        logits = torch.zeros(y.size(0), num_classes)
+    for c in classes:
+        logits = torch.zeros(labels.numel(), num_classes, device=y.device)
         logits[:, c] = 1.0
-        value = float(metric(logits.to(y.device), y, mask))
+        value = float(metric(logits, labels, rows))
         if math.isfinite(value):
             scores.append(value)
     return max(scores) if scores else None

@@ -100,7 +100,7 @@ class ConsoleReporter:
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
         else:
-            detail = f" ({result.error_detail})" if getattr(result, "error_detail", None) else ""
+            detail = f" ({result.error_detail})" if result.error_detail else ""
             what = f"FAILED: {((result.error or '') + detail)[:120]}"
         best_text = f"{best:.3f}" if best is not None else "-"
         self._print(f"[{done:>3}/{total}] {arch:<28} {what} | in budget {feasible}, best val {best_text}")

@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--space", default="default", help="search-space YAML file, or a name in search_spaces/")
     g.add_argument("--methods", type=_csv, default=None, help="comma-separated methods to search (default: the space's)")
     g.add_argument("--families", type=_csv, default=None, help="comma-separated student families (default: the space's)")
-    g.add_argument("--teacher", default=None, help="FAMILY:LAYERS:HIDDEN[:key=value] (default: per dataset)")
+    g.add_argument("--teacher", default=None,
+                   help="FAMILY:LAYERS:HIDDEN[:key=value], or auto: the best of six standard teachers by validation "
+                        "(default: the space's, else per dataset, else auto)")
     g.add_argument("--teacher-checkpoint", default=None, help="a teacher checkpoint file instead of training one")
     g.add_argument("--metric", default=None, choices=["accuracy", "macro-f1", "roc-auc"],
                    help="validation score the search maximises, selects and reports (default: the dataset's own: "
@@ -211,7 +213,8 @@ class ConsoleReporter:
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
         else:
-            what = f"FAILED: {(result.error or '')[:80]}"
+            detail = f" ({result.error_detail})" if result.error_detail else ""
+            what = f"FAILED: {((result.error or '') + detail)[:120]}"
         best_text = f"{best:.3f}" if best is not None else "-"
         self._print(f"[{done:>3}/{total}] {arch:<28} {what} | in budget {feasible}, best val {best_text}")
 

@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .distill.guard import REASONS as GUARD_REASONS
 from .errors import PluginWarning
 from .space import Architecture, SearchSpace, suggest_spec
 from .trial import TrialContext, run_trial
@@ -64,9 +65,12 @@ class DefineByRunSpace:
 
 
 class GkdOptunaSearch(OptunaSearch):
-    """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones, rather than passing it
-    missing objective values; notes on each Optuna trial its Ray trial id and spec (user
-    attributes ``ray_trial_id``, ``gkd_spec``), which ``--resume`` matches with the journal."""
+    """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones and for trials the
+    training guard stopped (``diverged``, ``degenerate``), rather than passing it missing
+    objective values. TPE ignores FAIL trials but ranks PRUNED ones with its worse group, so a
+    stopped trial steers the sampler away from its region; a crash says nothing about it. Notes
+    on each Optuna trial its Ray trial id and spec (user attributes ``ray_trial_id``,
+    ``gkd_spec``), which ``--resume`` matches with the journal."""
 
     def suggest(self, trial_id: str) -> Optional[dict]:
         config = super().suggest(trial_id)
@@ -82,7 +86,8 @@ class GkdOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         status = (result or {}).get("gkd_status")
         if status in ("failed", "over_budget") and trial_id not in self._completed_trials:
-            state = TrialState.FAIL if status == "failed" else TrialState.PRUNED
+            stopped = (result or {}).get("gkd_error") in GUARD_REASONS
+            state = TrialState.FAIL if status == "failed" and not stopped else TrialState.PRUNED
             self._ot_study.tell(self._ot_trials[trial_id], state=state)
             self._completed_trials.add(trial_id)
             return
@@ -187,6 +192,7 @@ def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = 
         nan = float("nan")
         metrics: dict[str, Any] = {
             "gkd_status": result.status,
+            "gkd_error": result.error or "",
             "gkd_result": json.dumps(payload),
             "val_score": result.val_score if result.status == "ok" else nan,
             "latency_ms_p50": result.latency_ms_p50 if result.latency_ms_p50 is not None else nan,

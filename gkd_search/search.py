@@ -33,12 +33,10 @@ from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
+from .teacher_search import AUTO, TeacherSelection, is_auto, select_teacher
 from .trial import TrialContext
 from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec, count_parameters
 
-#: the teacher of a dataset that declares none (a user's own graph, ``pyg:``): GCN with the
-#: hyperparameters of Kipf & Welling (2017) but wider, as the co-purchase defaults
-FALLBACK_TEACHER = "gcn:2:256"
 #: where latency is measured (``--latency-on``)
 LATENCY_ON = ("driver", "worker")
 
@@ -211,6 +209,8 @@ class Prepared:
     #: what latency was measured on: this machine's label, or with ``--latency-on worker`` the
     #: label of each node type (``; ``-separated)
     hardware: str = ""
+    #: the candidates of ``--teacher auto`` (None when the teacher was given)
+    teacher_selection: Optional[TeacherSelection] = None
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -247,12 +247,16 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         raise UsageError("give either --teacher or --teacher-checkpoint, not both")
     space = load_space(config.space, registry.families, registry.methods, only_families=config.families,
                        only_methods=config.methods, epochs=config.epochs, structural_losses=registry.names("loss"))
+    # --teacher, else the space's teacher, else the dataset's default, else auto (teacher_search.py)
+    auto_teacher = not config.teacher_checkpoint and is_auto(
+        config.teacher or space.teacher or dataset_spec.default_teacher or AUTO)
+    teacher_config: Optional[TeacherConfig] = None
     if config.teacher_checkpoint:
         teacher_config = read_checkpoint_config(Path(config.teacher_checkpoint))
-    else:  # --teacher, else the space's teacher, else the dataset's default
-        teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher
-                                             or FALLBACK_TEACHER)
-    teacher_family = registry.get("family", teacher_config.family)
+    elif not auto_teacher:
+        teacher_config = TeacherConfig.parse(config.teacher or space.teacher or dataset_spec.default_teacher)
+    if teacher_config is not None:
+        registry.get("family", teacher_config.family)
     architectures = space.architectures(registry.families)
     _check_buildable(architectures, registry)
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
@@ -275,6 +279,13 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
 
     start = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    selection = None
+    if teacher_config is None:
+        reporter.message(f"teacher auto: the best of the candidate teachers by validation {metric.name} (docs/teachers.md)")
+        selection = select_teacher(dataset, registry.families, seed=config.seed, cache_dir=cache_dir,
+                                   batching=config.batching(), progress=reporter.message, metric=metric)
+        teacher_config = selection.config
+    teacher_family = registry.get("family", teacher_config.family)
     keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
     with reporter.progress(f"teacher {teacher_config.spec}", total=teacher_config.epochs, unit="epoch") as bar:
         teacher_model, teacher = get_teacher(
@@ -354,7 +365,8 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         )
     chance = metric.chance_level(dataset.data.y, dataset.data.val_mask)
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
-                    feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller, hardware)
+                    feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller, hardware,
+                    teacher_selection=selection)
 
 
 def _latency_on_workers(jobs, dataset: GraphDataset, protocol: LatencyProtocol, cache_dir: Path,
@@ -469,6 +481,8 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
         if resume is None:
             run_name = f"search-{prepared.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             tracker.start(run_name, _parent_params(prepared), prepared.teacher, tags=search_tags(config))
+            if prepared.teacher_selection is not None:
+                _log_teacher_candidates(tracker, prepared.teacher_selection)
             state = SearchState.create(prepared.cache_dir, tracker.parent_run_id, config_to_json(config))
             state.lock()
             results: list[TrialResult] = []
@@ -513,10 +527,16 @@ def _abort(tracker, status: str, reason: str) -> None:
         tracker.abort(status, reason)
 
 
+def _log_teacher_candidates(tracker, selection: TeacherSelection) -> None:
+    with tempfile.TemporaryDirectory(prefix="gkd-teachers-") as folder:
+        tracker.log_artifact(selection.write_csv(Path(folder) / "teacher_candidates.csv"))
+
+
 def _parent_params(p: Prepared) -> dict[str, Any]:
     c = p.config
     return {
         "dataset": p.dataset.name, "teacher": p.teacher.spec, "budget_ms": c.budget_ms, "trials": c.trials,
+        "teacher_selection": "auto" if p.teacher_selection is not None else "given",
         "space": p.space.source, "seed": c.seed, "latency_protocol": p.protocol.name,
         "latency_batch": p.protocol.batch_size, "latency_repeats": p.protocol.repeats,
         "latency_warmup": p.protocol.warmup, "device": c.device, "hardware": p.hardware or hardware_label(c.device),

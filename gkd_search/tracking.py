@@ -236,6 +236,8 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
         "speedup": speedup,
         "peak_gpu_mb": result.peak_gpu_mb,
     }
+    if result.status == "failed":  # what a stopped trial cost (distill/guard.py)
+        metrics.update(epochs_run=result.epochs_run, train_seconds=result.train_seconds)
     if result.status == "ok":
         metrics.update(
             val_acc=result.val_acc,
@@ -443,6 +445,8 @@ class SearchTracker:
             tags["gkd.failure"] = result.failure
         if result.rerun_of:
             tags["gkd.rerun_of"] = result.rerun_of
+        if result.error_detail:
+            tags["gkd.error_detail"] = result.error_detail[:4000]
         if result.traceback:
             tags["gkd.traceback"] = result.traceback[-4000:]
         run_id = self._partial.get(result.trial_id)
@@ -485,6 +489,10 @@ class SearchTracker:
             layer_heatmaps(result.matrices, Path(folder))
             (Path(folder) / "matrices.json").write_text(json.dumps(result.matrices))
             self.client.log_artifacts(run_id, folder, "heatmaps")
+
+    def log_artifact(self, path: Path) -> None:
+        """One file as an artifact of the search run (``teacher_candidates.csv``)."""
+        self.client.log_artifact(self.parent_run_id, str(path))
 
     def finish(self, summary: SearchSummary, artifacts: Mapping[str, Path], n_feasible: int,
                extra_metrics: Mapping[str, float]) -> None:

@@ -6,6 +6,7 @@ Tune trainable, the overhead benchmark calls it from a plain Optuna loop.
 
 from __future__ import annotations
 
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .distill.guard import TrialStopped, make_guard
 from .distill.loop import TrainingSettings, predict, train_model
 from .distill.minibatch import Batching, full_batch_bytes, induced_edges, select_rows, train_minibatch
 from .distill.objective import build_objective, split_params
@@ -88,6 +90,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         save_dir: where to save the trained student (``config.json`` + ``weights.pt``).
     """
     result = TrialResult(trial_id=trial_id, spec=spec, status="ok")
+    train_start = time.perf_counter()
     try:
         family = ctx.families[spec.family]
         method = ctx.methods[spec.method]
@@ -156,16 +159,19 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         chunk = ctx.batching.chunk_for(dataset.num_nodes)
         result.training_mode = "mini-batch" if minibatch else "full-batch"
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "before"))
+        # judged on the score early stopping keeps (the search's --metric)
+        guard = make_guard(metric, data, dataset.num_classes)
+        train_start = time.perf_counter()
         with PeakMemory() as memory:
             if minibatch:
                 outcome = train_minibatch(
                     model, lambda out, ids, edges: loss(out, batch_of(ids, edges)), data, settings, ctx.batching,
                     num_hops=family.num_hops(spec.num_layers, **spec.family_params), seeds=None if rows is None else rows.cpu(),
-                    extra_parameters=loss.parameters(), metric=metric, seed=spec.seed,
+                    extra_parameters=loss.parameters(), metric=metric, seed=spec.seed, guard=guard,
                 )
             else:
                 objective = (lambda out: loss(out, batch)) if rows is None else (lambda out: loss(select_rows(out, rows), batch))
-                outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric)
+                outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric, guard=guard)
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "after"))
         y = data.y
         result.val_score, result.test_score = outcome.val_score, outcome.test_score
@@ -181,6 +187,10 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
                                   "val_score": result.val_score, "test_score": result.test_score},
                          fanout=tuple(ctx.protocol.fanout) if ctx.protocol.name == "request" else ())
             result.checkpoint = str(save_dir)
+    except TrialStopped as stop:  # diverged or degenerate (distill/guard.py): cheap, and no traceback
+        result.status, result.error, result.error_detail = "failed", stop.reason, stop.detail
+        result.val_acc = result.test_acc = result.val_score = result.test_score = None
+        result.epochs_run, result.train_seconds = stop.epoch, time.perf_counter() - train_start
     except Exception as exc:  # a failing trial never kills the search
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"

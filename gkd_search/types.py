@@ -131,13 +131,14 @@ class DatasetSpec(ABC):
     Attributes:
         name: the ``--dataset`` value (lower case).
         default_teacher: ``FAMILY:LAYERS:HIDDEN`` used when ``--teacher`` is not given; ``None``
-            for a dataset without a tuned teacher (a user's own graph).
+            (or ``"auto"``): ``--teacher auto``, a search over well-known teachers
+            (:mod:`gkd_search.teacher_search`).
         options: option names accepted after the name (``synthetic:nodes=1000,...``).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    default_teacher: ClassVar[Optional[str]] = "gcn:2:64"
+    default_teacher: ClassVar[Optional[str]] = None
     options: ClassVar[Mapping[str, Any]] = {}
     #: True: ``--dataset`` keys that ``options`` does not declare reach :meth:`load` as strings
     #: (``pyg:`` passes them to a PyG dataset class); False: they are an error
@@ -545,7 +546,8 @@ def architecture_key(family: str, num_layers: int, hidden_channels: int, family_
 class TrialResult:
     """The outcome of one trial, as logged to MLflow and passed to ``gkd_trial_finished``.
 
-    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why).
+    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why:
+    ``diverged`` or ``degenerate`` when the training guard stopped it, else the exception).
     Accuracies are fractions in ``[0, 1]``; ``val_score`` and ``test_score`` are the search's
     ``--metric`` (accuracy by default), which the sampler, the Pareto front and the selection
     use, and ``val_score_se`` its standard error on the validation nodes
@@ -575,6 +577,9 @@ class TrialResult:
     #: the loss's :meth:`DistillationLoss.diagnostics`, ``{"attention_before": [[...]], ...}``
     matrices: dict[str, list[list[float]]] = field(default_factory=dict)
     error: Optional[str] = None
+    #: what the training guard measured when it stopped the trial (``error`` is then
+    #: ``diverged`` or ``degenerate``; see :mod:`gkd_search.distill.guard`)
+    error_detail: Optional[str] = None
     traceback: Optional[str] = None
     checkpoint: Optional[str] = None
     run_id: Optional[str] = None

@@ -100,11 +100,12 @@ def _check_family(label: str, family: ModelFamily) -> None:
 
 def _check_dataset(label: str, dataset: DatasetSpec) -> None:
     from .teacher import TeacherConfig
+    from .teacher_search import is_auto
 
     if dataset.name != dataset.name.lower() or ":" in dataset.name or "," in dataset.name:
         raise PluginError(f"{label}: the name must be lower case without ':' or ',' (it is typed in --dataset)")
     try:
-        if dataset.default_teacher is not None:
+        if dataset.default_teacher is not None and not is_auto(dataset.default_teacher):
             TeacherConfig.parse(dataset.default_teacher)
     except GkdError as exc:
         raise PluginError(f"{label}: 'default_teacher': {exc}") from None

@@ -103,7 +103,8 @@ def set_known_weights(layers, wt=WT, ws=WS, p=P):
 
 
 def build(gkd_registry, **params):
-    params = {"beta": BETA, "d_a": 2, "node_sample": 0, "layer_sample": 0, **params}
+    """ABKD as the paper writes it (``teacher_scale="raw"``) unless ``params`` say otherwise."""
+    params = {"beta": BETA, "d_a": 2, "node_sample": 0, "layer_sample": 0, "teacher_scale": "raw", **params}
     return gkd_registry.get("method", "abkd").build_loss(params, context())
 
 
@@ -176,6 +177,28 @@ def test_shared_projection_zero_pads_narrow_layers(gkd_registry):
     assert loss(out, tiny_batch()).item() == pytest.approx(hand_abkd(a, d), rel=1e-5)
 
 
+def test_rms_teacher_scale_divides_each_teacher_layer_by_its_rms_row_norm(gkd_registry):
+    loss = build(gkd_registry, teacher_scale="rms")
+    set_known_weights(loss.layers)
+    out, _ = tiny_student()
+    value = loss(out, tiny_batch()).item()
+
+    def rms(rows):
+        return float(np.sqrt(np.mean([np.dot(r, r) for r in rows])))
+
+    t1, t2 = [[x / rms(T1) for x in r] for r in T1], [[x / rms(T2) for x in r] for r in T2]
+    a = hand_attention([t1, t2], [S1, S2], WT, WS, 2)
+    d = hand_dissimilarity([t1, t2], [S1, S2], WT, WS, P, 2)
+    assert value == pytest.approx(hand_abkd(a, d), rel=1e-5)
+    # a teacher 100x larger changes nothing (raw: it does)
+    big = tiny_batch()
+    big.teacher_hidden = [100 * t for t in big.teacher_hidden]
+    assert loss(out, big).item() == pytest.approx(value, rel=1e-5)
+    raw = build(gkd_registry)
+    set_known_weights(raw.layers)
+    assert raw(out, big).item() != pytest.approx(raw(out, tiny_batch()).item(), rel=1e-2)
+
+
 def test_default_space_is_the_papers_full_method(gkd_registry):
     method = gkd_registry.get("method", "abkd")
     space = method.hyperparameters
@@ -183,6 +206,7 @@ def test_default_space_is_the_papers_full_method(gkd_registry):
     assert space["d_a"].default == 256  # the paper's d_a
     assert (space["last_layer_only"].default, space["shared_projection"].default,
             space["distance"].default, space["subspace"].default) == (False, False, "euclidean", True)
+    assert space["teacher_scale"].default == "rms"  # ours: the paper's teachers had activations of order 1
     assert method.requires == {"logits", "hidden"}
     assert method.accepts(gkd_registry.get("family", "mlp")) and method.accepts(gkd_registry.get("family", "gcn"))
 

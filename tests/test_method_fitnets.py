@@ -60,7 +60,8 @@ def test_hand_hint_sanity():
 
 @pytest.mark.parametrize("beta", [0.01, 0.5, 3.0])
 def test_value_with_identity_regressor(gkd_registry, beta):
-    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": beta, "hints": "middle"}, context([2, 3], [2, 3]))
+    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": beta, "hints": "middle", "hint_scale": "raw"},
+                                                                   context([2, 3], [2, 3]))
     set_regressor(loss, 0, [[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
     _, out = student_output([S_HID, S_LOG])
     value = loss(out, batch_for([T_HID2, T_LOG])).item()
@@ -70,7 +71,8 @@ def test_value_with_identity_regressor(gkd_registry, beta):
 def test_value_with_known_weights_and_wider_teacher(gkd_registry):
     # student width 2 -> teacher width 3 through W [3x2] and b
     w, b = [[2.0, 0.0], [1.0, -1.0], [0.0, 0.5]], [0.5, 0.0, -1.0]
-    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 1.0, "hints": "all"}, context([2, 3], [3, 3]))
+    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 1.0, "hints": "all", "hint_scale": "raw"},
+                                                            context([2, 3], [3, 3]))
     assert (loss.regressors[0].in_features, loss.regressors[0].out_features) == (2, 3)
     set_regressor(loss, 0, w, b)
     _, out = student_output([S_HID, S_LOG])
@@ -87,7 +89,7 @@ def test_all_averages_over_pairs(gkd_registry):
     s_hid1 = [[0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]]
     t_hid1 = [[1.0, 1.0], [0.0, 2.0], [0.0, 0.0]]
     eye = [[1.0, 0.0], [0.0, 1.0]]
-    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 2.0, "hints": "all"},
+    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 2.0, "hints": "all", "hint_scale": "raw"},
                                                             context([2, 2, 3], [2, 2, 3]))
     assert loss.pairs == [(0, 0), (1, 1)]
     for k in range(2):
@@ -131,14 +133,40 @@ def test_pairs_for_4_layer_student_against_8_layer_teacher(gkd_registry):
 
 def test_single_layer_student_pairs_logits(gkd_registry):
     assert hint_pairs(1, 8, "middle") == [(0, 7)] == hint_pairs(1, 8, "all")
-    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 1.0, "hints": "middle"}, context([3], [2, 3]))
-    assert (loss.regressors[0].in_features, loss.regressors[0].out_features) == (3, 3)
-    set_regressor(loss, 0, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [0.0, 0.0, 0.0])
+    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 1.0, "hints": "middle", "hint_scale": "raw"},
+                                                            context([3], [2, 3]))
+    assert isinstance(loss.regressors[0], torch.nn.Identity)  # logits meet logits directly
+    assert list(loss.parameters()) == []
     _, out = student_output([S_LOG])
     value = loss(out, batch_for([T_HID2, T_LOG])).item()
     eye3 = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     expected = hand_ce(S_LOG, Y, TRAIN) + hand_hint(S_LOG, T_LOG, eye3, [0, 0, 0])
     assert value == pytest.approx(expected, rel=1e-6)
+
+
+def hand_variance(teacher):
+    """1/N sum_v ||t_v - mean||^2."""
+    n, d = len(teacher), len(teacher[0])
+    mean = [sum(row[k] for row in teacher) / n for k in range(d)]
+    return sum(sum((row[k] - mean[k]) ** 2 for k in range(d)) for row in teacher) / n
+
+
+def test_variance_scale_divides_each_pair_by_its_teacher_layers_variance(gkd_registry):
+    w, b = [[2.0, 0.0], [1.0, -1.0], [0.0, 0.5]], [0.5, 0.0, -1.0]
+    loss = gkd_registry.get("method", "fitnets").build_loss({"beta": 1.5, "hints": "all"}, context([2, 3], [3, 3]))
+    assert loss.hint_scale == "variance"  # the default
+    set_regressor(loss, 0, w, b)
+    _, out = student_output([S_HID, S_LOG])
+    value = loss(out, batch_for([T_HID3, T_LOG])).item()
+    expected = hand_ce(S_LOG, Y, TRAIN) + 1.5 * hand_hint(S_HID, T_HID3, w, b) / hand_variance(T_HID3)
+    assert value == pytest.approx(expected, rel=1e-6)
+    # a teacher 100x larger leaves the normalised hint of a regressor 100x larger unchanged
+    set_regressor(loss, 0, [[100 * x for x in row] for row in w], [100 * x for x in b])
+    big = loss(out, batch_for([[[100 * x for x in row] for row in T_HID3], T_LOG])).item()
+    assert big == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="hint_scale"):
+        gkd_registry.get("method", "fitnets").build_loss({"beta": 1.0, "hints": "all", "hint_scale": "std"},
+                                                         context([2, 3], [3, 3]))
 
 
 def test_unknown_hints_mode_and_layer_mismatch(gkd_registry):
@@ -170,8 +198,9 @@ def test_metadata(gkd_registry):
     method = gkd_registry.get("method", "fitnets")
     assert "1412.6550" in method.paper
     assert method.requires == frozenset({"logits", "hidden"})
-    assert set(method.hyperparameters) == {"beta", "hints"}
+    assert set(method.hyperparameters) == {"beta", "hints", "hint_scale"}
     assert method.hyperparameters["hints"].choices == ("middle", "all")
+    assert method.hyperparameters["hint_scale"].value == "variance"
     beta = method.hyperparameters["beta"]
-    assert (beta.low, beta.high, beta.log) == (0.01, 10.0, True)
+    assert (beta.low, beta.high, beta.log) == (0.1, 100.0, True)
     assert method.combines_with_softkd

@@ -77,7 +77,7 @@ def hand_structure(teacher, student, wt, ws, edges):
 
 def build(gkd_registry, seed=0, teacher_dims=(3, 2), student_dims=(2, 2), **params):
     params = {"beta": BETA, "d_a": 2, "structure": "toy", "node_sample": 0, "layer_sample": 0,
-              "structure_nodes": 0, "structure_pairs": 0, **params}
+              "structure_nodes": 0, "structure_pairs": 0, "teacher_scale": "raw", **params}
     torch.manual_seed(seed)
     ctx = context(teacher_dims, student_dims, losses={"toy": ToyStructure(), **gkd_registry.losses})
     return gkd_registry.get("method", "stride").build_loss(params, ctx)
@@ -110,7 +110,7 @@ def test_e_stride_is_abkd_with_the_same_weights(gkd_registry):
     """Same seed, same layer shapes: e-stride and ABKD build the same projections and draw the
     same node and teacher-layer samples, so the objectives are equal (deep teacher, sampling on)."""
     dims_t, dims_s = [4] * 9 + [3], [5, 3]
-    params = {"beta": 4.0, "d_a": 8, "node_sample": 6, "layer_sample": 3}
+    params = {"beta": 4.0, "d_a": 8, "node_sample": 6, "layer_sample": 3, "teacher_scale": "rms"}
     stride = build(gkd_registry, 0, dims_t, dims_s, variant="e-stride", **params)
     assert stride.structural is None
     torch.manual_seed(0)

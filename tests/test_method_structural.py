@@ -85,7 +85,8 @@ def test_hand_helpers_sanity():
 
 @pytest.mark.parametrize("beta", [0.0, 1.0, 100.0])
 def test_lsp_method_value_by_hand(gkd_registry, beta):
-    loss_fn = gkd_registry.get("method", "lsp").build_loss({"beta": beta, "kernel": "rbf", "sigma": 1.0}, context())
+    loss_fn = gkd_registry.get("method", "lsp").build_loss({"beta": beta, "kernel": "rbf", "sigma": 1.0, "scale": "raw"},
+                                                           context())
     _, _, out, batch = make()
     expected = hand_ce() + beta * hand_lsp_rbf(S_HIDDEN, T_HIDDEN)
     assert loss_fn(out, batch).item() == pytest.approx(expected, rel=1e-5)
@@ -172,7 +173,7 @@ def test_metadata_and_search_space(gkd_registry):
         assert m.combines_with_softkd
         assert {"softkd_weight", "softkd_tau"} <= set(method_hyperparameters(m))
         beta = m.hyperparameters["beta"]
-        assert beta.log and beta.low < m.default_beta < beta.high
+        assert beta.log and beta.low < m.default_beta <= beta.high
     assert "2003.10477" in gkd_registry.get("method", "lsp").paper
     assert "2111.04964" in gkd_registry.get("method", "gsp").paper
     assert "2111.04964" in gkd_registry.get("method", "gcrd").paper

@@ -59,8 +59,18 @@ def hand_kl(p, q):
     return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
 
 
-def hand_lsp(s, t, edges, kernel="rbf", sigma=1.0, reverse=False):
-    """1/N' sum over nodes with neighbours of KL(LS_i^T || LS_i^S) (Eq. 4)."""
+def hand_rms(z, rows):
+    """``z`` divided by the root-mean-square norm of its ``rows`` (the ``rms`` scale)."""
+    rms = math.sqrt(sum(dot(z[i], z[i]) for i in rows) / len(rows))
+    return [[a / rms for a in row] for row in z]
+
+
+def hand_lsp(s, t, edges, kernel="rbf", sigma=1.0, reverse=False, scale="rms"):
+    """1/N' sum over nodes with neighbours of KL(LS_i^T || LS_i^S) (Eq. 4); ``rms``: both sides
+    first scaled to unit root-mean-square norm over the rows the edges touch."""
+    if scale == "rms":
+        touched = sorted({v for edge in edges for v in edge})
+        s, t = hand_rms(s, touched), hand_rms(t, touched)
     terms = []
     for i in range(len(s)):
         neighbours = [j for j, k in edges if k == i]
@@ -72,8 +82,10 @@ def hand_lsp(s, t, edges, kernel="rbf", sigma=1.0, reverse=False):
     return sum(terms) / len(terms)
 
 
-def hand_gsp(s, t, kernel="rbf", sigma=1.0, criterion="kl"):
+def hand_gsp(s, t, kernel="rbf", sigma=1.0, criterion="kl", scale="rms"):
     n = len(s)
+    if scale == "rms":
+        s, t = hand_rms(s, range(n)), hand_rms(t, range(n))
     if criterion == "mse":
         diffs = [(hand_kernel(s[i], s[j], kernel, sigma) - hand_kernel(t[i], t[j], kernel, sigma)) ** 2
                  for i in range(n) for j in range(n) if i != j]
@@ -140,7 +152,7 @@ def test_lsp_kernels_differ_and_direction_is_teacher_to_student():
 def test_lsp_defaults_and_bad_kernel():
     s, t = tensors()
     default = LSP().build({}, 2, 3)
-    assert (default.kernel, default.sigma) == ("rbf", 1.0)
+    assert (default.kernel, default.sigma, default.scale) == ("rbf", 1.0, "rms")
     assert default(s, t, edge_index()).item() == pytest.approx(hand_lsp(S, T, EDGES, "rbf", 1.0), rel=1e-5)
     assert LSP().build({"beta": 5.0, "unrelated": 1}, 2, 3).kernel == "rbf"  # other keys are ignored
     with pytest.raises(ValueError, match="kernel"):
@@ -180,12 +192,31 @@ def test_lsp_on_sampled_rows_with_relabelled_edges():
     assert value == pytest.approx(hand_lsp(sub_s, sub_t, [tuple(e) for e in sub_edges.t().tolist()]), rel=1e-5)
 
 
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly", "cosine"])
+def test_lsp_raw_scale_is_the_papers_form(kernel):
+    loss = LSP().build({"kernel": kernel, "scale": "raw"}, 2, 3)
+    s, t = tensors()
+    assert loss(s, t, edge_index()).item() == pytest.approx(hand_lsp(S, T, EDGES, kernel, scale="raw"), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["lsp", "gsp"])
+@pytest.mark.parametrize("kernel", ["rbf", "linear", "poly"])
+def test_rms_scale_ignores_each_networks_overall_scale(gkd_registry, name, kernel):
+    # a teacher 100x larger (Photo's hidden rows have norm ~100) gives the same loss with "rms",
+    # not on raw embeddings
+    s, t = tensors()
+    rms = gkd_registry.losses[name].build({"kernel": kernel, "num_nodes": 0}, 2, 3)
+    raw = gkd_registry.losses[name].build({"kernel": kernel, "num_nodes": 0, "scale": "raw"}, 2, 3)
+    assert rms(0.01 * s, 100 * t, edge_index()).item() == pytest.approx(rms(s, t, edge_index()).item(), rel=1e-6)
+    assert raw(s, 100 * t, edge_index()).item() != pytest.approx(raw(s, t, edge_index()).item(), rel=1e-2)
+
+
 def test_lsp_is_finite_for_sharp_distributions():
     # large linear-kernel values make the softmax one-hot in float32; the log-space version
     # must still give a finite value and gradient
     s = (torch.tensor(S) * 30).requires_grad_()
     t = torch.tensor(T) * 30
-    value = LSP().build({"kernel": "linear"}, 2, 3)(s, t, edge_index())
+    value = LSP().build({"kernel": "linear", "scale": "raw"}, 2, 3)(s, t, edge_index())
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(s.grad).all()
 
@@ -210,7 +241,9 @@ def test_gsp_reads_no_edges_and_kernels_differ():
               for k in ("rbf", "linear", "poly", "cosine")}
     assert len({round(v, 6) for v in values.values()}) == 4
     default = GSP().build({}, 2, 3)
-    assert (default.kernel, default.num_nodes, default.criterion) == ("cosine", 1024, "kl")
+    assert (default.kernel, default.num_nodes, default.criterion, default.scale) == ("cosine", 1024, "kl", "rms")
+    with pytest.raises(ValueError, match="scale"):
+        GSP().build({"scale": "log"}, 2, 3)
 
 
 def test_gsp_samples_num_nodes_rows():

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import TrialFailed
 from ..metrics import accuracy
 from ..types import GraphModel, ModelOutput, run_model
+from .guard import NoGuard, TrainingGuard
 
 __all__ = ["BestWeights", "EpochCallback", "Metric", "TrainOutcome", "TrainingSettings", "accuracy", "evaluate", "make_optimizer",
            "predict", "train_model"]
@@ -118,11 +118,6 @@ class BestWeights:
         self.model.load_state_dict(self.state)
 
 
-def check_finite(loss: Tensor, epoch: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrialFailed(f"loss became {float(loss.detach())} at epoch {epoch}")
-
-
 def train_model(
     model: GraphModel,
     objective: Callable[[ModelOutput], Tensor],
@@ -131,12 +126,15 @@ def train_model(
     extra_parameters: Iterable[nn.Parameter] = (),
     metric: Metric = accuracy,
     on_epoch: Optional[EpochCallback] = None,
+    guard: Optional[TrainingGuard] = None,
 ) -> TrainOutcome:
     """Train ``model`` full-batch in place and restore its best-validation weights.
 
     Raises:
-        TrialFailed: the loss became NaN or infinite.
+        TrialStopped: the loss became NaN or infinite, or ``guard`` stopped the trial
+            (:mod:`.guard`: diverged or degenerate).
     """
+    guard = guard or NoGuard()
     optimizer = make_optimizer(model, settings, extra_parameters)
     best = BestWeights(model, settings.patience, metric)
     edge_type = getattr(data, "edge_type", None)
@@ -146,7 +144,7 @@ def train_model(
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss = objective(run_model(model, data.x, data.edge_index, edge_type))
-        check_finite(loss, epoch)
+        guard.check_loss(loss, epoch)
         loss.backward()
         optimizer.step()
         going_on = best.update(epoch, predict(model, data).logits, data)
@@ -154,6 +152,7 @@ def train_model(
             on_epoch(epoch, best.last, best.score)
         if not going_on:
             break
+        guard.check_score(epoch, best.score)
     seconds = time.perf_counter() - start
     best.restore()
     logits = predict(model, data).logits

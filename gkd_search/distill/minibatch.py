@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, fanouts_for
 from ..types import GraphModel, ModelOutput, run_model
-from .loop import BestWeights, EpochCallback, Metric, TrainingSettings, TrainOutcome, accuracy, check_finite, make_optimizer, predict
+from .guard import NoGuard, TrainingGuard
+from .loop import BestWeights, EpochCallback, Metric, TrainingSettings, TrainOutcome, accuracy, make_optimizer, predict
 
 MODES = ("auto", "on", "off")
 
@@ -112,6 +113,7 @@ def train_minibatch(
     metric: Metric = accuracy,
     seed: int = 0,
     on_epoch: Optional[EpochCallback] = None,
+    guard: Optional[TrainingGuard] = None,
 ) -> TrainOutcome:
     """Train ``model`` on sampled mini-batches in place and restore its best-validation weights.
 
@@ -120,7 +122,9 @@ def train_minibatch(
             between them (what structural losses read).
         num_hops: the model's receptive field (:meth:`ModelFamily.num_hops`); 0 samples nothing.
         seeds: the nodes an epoch visits (default: every node; a heterogeneous graph's targets).
+        guard: stops a diverging or degenerate trial (:mod:`.guard`); default: only a non-finite loss.
     """
+    guard = guard or NoGuard()
     index = NeighbourhoodIndex(data.edge_index, data.num_nodes)
     fanouts = fanouts_for(batching.fanout, num_hops)
     seeds = torch.arange(data.num_nodes) if seeds is None else seeds
@@ -140,7 +144,7 @@ def train_minibatch(
                             None if edge_type is None else edge_type[sub.edge_ids])
             optimizer.zero_grad(set_to_none=True)
             loss = objective(select_rows(out, slice(0, sub.num_seeds)), batch, induced_edges(index, batch))
-            check_finite(loss, epoch)
+            guard.check_loss(loss, epoch)
             loss.backward()
             optimizer.step()
         going_on = best.update(epoch, predict(model, data, chunk).logits, data)
@@ -148,6 +152,7 @@ def train_minibatch(
             on_epoch(epoch, best.last, best.score)
         if not going_on:
             break
+        guard.check_score(epoch, best.score)
     seconds = time.perf_counter() - start
     best.restore()
     logits = predict(model, data, chunk).logits

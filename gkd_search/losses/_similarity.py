@@ -9,8 +9,21 @@ Joshi et al. (TNNLS 2022, arXiv:2111.04964) run LSP/GSP with in their released s
 * ``poly``:   ``k(x, y) = (x^T y + 1)^2`` (degree 2, offset 1)
 * ``cosine``: ``k(x, y) = x^T y / (||x|| ||y||)``
 
-All of them act on the raw embeddings (no projection), so the student's and the teacher's
+All of them act on the embeddings without a projection, so the student's and the teacher's
 widths may differ.
+
+Scale (``scale``, a hyperparameter of ``lsp`` and ``gsp``; our deviation from both papers, which
+apply the kernels to raw embeddings). With ``"rms"`` (the default) each network's embeddings are
+first divided by their root-mean-square row norm over the rows the loss reads
+(:func:`unit_rms`), so the similarity distributions do not depend on the arbitrary overall scale
+of either network. On raw embeddings they do: the linear and polynomial kernels' values grow
+with the squared (fourth power of the) row norm, and a teacher's hidden rows are far from unit
+norm (Photo's 256-wide GCN teacher: about 100, from un-normalised bag-of-words features), so
+their softmax became one-hot and the loss at initialisation reached 1e3 to 1e18 times the
+cross-entropy (measured on Photo, docs/methods.md), which collapsed the students; an RBF kernel
+of bandwidth 1 saw every pair of teacher rows as dissimilar (uniform distributions, no
+structure to transfer). ``"raw"`` is the papers' literal form. The cosine kernel is
+scale-free either way.
 """
 
 from __future__ import annotations
@@ -30,6 +43,25 @@ KERNELS: tuple[str, ...] = ("rbf", "linear", "poly", "cosine")
 
 #: ``k(x, y) = (x^T y + POLY_OFFSET)^POLY_DEGREE``
 POLY_OFFSET, POLY_DEGREE = 1.0, 2
+
+
+#: ``rms``: embeddings divided by their root-mean-square row norm first; ``raw``: as given
+SCALES: tuple[str, ...] = ("rms", "raw")
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    return scale
+
+
+def unit_rms(z: Tensor, rows: Tensor | None = None, eps: float = 1e-12) -> Tensor:
+    """``z / sqrt(mean_v ||z_v||^2)`` with the mean over ``rows`` (a boolean mask; all rows when
+    ``None``): the embeddings at unit root-mean-square row norm. Differentiable; a zero matrix
+    stays zero."""
+    squares = z.pow(2).sum(-1)
+    mean = squares.mean() if rows is None else squares[rows].mean() if bool(rows.any()) else squares.new_zeros(())
+    return z / mean.clamp_min(eps).sqrt()
 
 
 def check_kernel(kernel: str) -> str:

@@ -26,6 +26,10 @@ nodes uniformly (torch's global RNG, seeded by the trial) and uses the pairs amo
 O(n^2 d); ``num_nodes = 0`` uses every row (only for small graphs: PubMed's 19,717 nodes would
 need several GB). The released code samples likewise (4,096 nodes on ogbn-arxiv). The
 diagonal ``i = j`` is left out in both criteria. ``edge_index`` is not read.
+
+Scale (our deviation, hyperparameter ``scale``, default ``"rms"``): the kernels act on each
+network's sampled embeddings divided by their root-mean-square row norm; ``"raw"`` is the
+literal form. Why, and what it changed: :mod:`._similarity`.
 """
 
 from __future__ import annotations
@@ -42,10 +46,13 @@ from ..params import Choice, Fixed, FloatRange, Param
 from ..types import StructuralLoss, StructuralLossModule
 from ._similarity import (
     KERNELS,
+    SCALES,
     check_kernel,
+    check_scale,
     drop_diagonal,
     pairwise_kernel,
     resolve_params,
+    unit_rms,
 )
 
 CRITERIA = ("kl", "mse")
@@ -56,8 +63,9 @@ class GSPModule(StructuralLossModule):
     sampled rows (all rows when 0 or when there are fewer)."""
 
     def __init__(self, kernel: str = "cosine", sigma: float = 1.0, num_nodes: int = 1024,
-                 criterion: str = "kl") -> None:
+                 criterion: str = "kl", scale: str = "rms") -> None:
         super().__init__()
+        self.scale = check_scale(scale)
         if criterion not in CRITERIA:
             raise ValueError(f"unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
         self.kernel, self.sigma = check_kernel(kernel), float(sigma)
@@ -69,6 +77,8 @@ class GSPModule(StructuralLossModule):
             student, teacher = student[index], teacher[index]
         if student.size(0) < 2:
             return student.sum() * 0.0  # no pairs
+        if self.scale == "rms":
+            student, teacher = unit_rms(student), unit_rms(teacher)
         k_s = drop_diagonal(pairwise_kernel(student, self.kernel, self.sigma))
         k_t = drop_diagonal(pairwise_kernel(teacher, self.kernel, self.sigma))
         if self.criterion == "mse":
@@ -78,7 +88,7 @@ class GSPModule(StructuralLossModule):
 
     def extra_repr(self) -> str:
         return (f"kernel={self.kernel!r}, sigma={self.sigma}, num_nodes={self.num_nodes}, "
-                f"criterion={self.criterion!r}")
+                f"criterion={self.criterion!r}, scale={self.scale!r}")
 
 
 class GSP(StructuralLoss):
@@ -93,15 +103,16 @@ class GSP(StructuralLoss):
         "sigma": FloatRange(0.25, 8.0, log=True),  # RBF bandwidth; unused by the other kernels
         "num_nodes": Fixed(1024),
         "criterion": Choice(CRITERIA),
+        "scale": Fixed("rms", allowed=SCALES),
     }
     #: the values used when a hyperparameter is not given
     defaults: ClassVar[Mapping[str, Any]] = {"kernel": "cosine", "sigma": 1.0, "num_nodes": 1024,
-                                             "criterion": "kl"}
+                                             "criterion": "kl", "scale": "rms"}
 
     def build(self, params: Mapping[str, Any], student_channels: int, teacher_channels: int) -> GSPModule:
         p = resolve_params(params, self.hyperparameters, self.defaults)
         return GSPModule(kernel=p["kernel"], sigma=p["sigma"], num_nodes=p["num_nodes"],
-                         criterion=p["criterion"])
+                         criterion=p["criterion"], scale=p["scale"])
 
 
 @hookimpl

@@ -14,6 +14,11 @@ polynomial and an RBF kernel and finds RBF best, so ``rbf`` is the default here,
 
     L_LSP = 1/N' sum_i KL(LS_i^T || LS_i^S) = 1/N' sum_i sum_{j in N(i)} LS_ij^T log(LS_ij^T / LS_ij^S)
 
+Scale (our deviation, hyperparameter ``scale``, default ``"rms"``): the kernels act on each
+network's embeddings divided by their root-mean-square row norm over the rows the edges touch,
+so the distributions do not depend on either network's arbitrary scale; ``"raw"`` is the
+paper's literal form. Why, and what it changed: :mod:`._similarity`.
+
 Notes on reading the paper:
 
 * Direction of the KL. The paper writes ``D_KL(LS_i^s || LS_i^t)``; both released
@@ -43,41 +48,50 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from ..hookspecs import hookimpl
-from ..params import Choice, FloatRange, Param
+from ..params import Choice, Fixed, FloatRange, Param
 from ..types import StructuralLoss, StructuralLossModule
 from ._similarity import (
     KERNELS,
+    SCALES,
     check_kernel,
+    check_scale,
     edge_kernel,
     grouped_log_softmax,
     resolve_params,
+    unit_rms,
 )
 
 
-def local_structure_log_probs(z: Tensor, edge_index: Tensor, kernel: str, sigma: float) -> Tensor:
-    """``log LS_ij`` for every edge ``(j, i)``, normalised over the edges into ``i`` (Eq. 2)."""
+def local_structure_log_probs(z: Tensor, edge_index: Tensor, kernel: str, sigma: float, scale: str = "rms") -> Tensor:
+    """``log LS_ij`` for every edge ``(j, i)``, normalised over the edges into ``i`` (Eq. 2);
+    ``scale="rms"`` first brings the rows the edges touch to unit root-mean-square norm
+    (:func:`._similarity.unit_rms`)."""
     src, dst = edge_index
+    if scale == "rms":
+        touched = torch.zeros(z.size(0), dtype=torch.bool, device=z.device)
+        touched[edge_index.reshape(-1)] = True
+        z = unit_rms(z, touched)
     return grouped_log_softmax(edge_kernel(z, src, dst, kernel, sigma), dst, z.size(0))
 
 
 class LSPModule(StructuralLossModule):
     """``forward(student [N, d_s], teacher [N, d_t], edge_index) -> L_LSP`` (Eq. 4)."""
 
-    def __init__(self, kernel: str = "rbf", sigma: float = 1.0) -> None:
+    def __init__(self, kernel: str = "rbf", sigma: float = 1.0, scale: str = "rms") -> None:
         super().__init__()
-        self.kernel, self.sigma = check_kernel(kernel), float(sigma)
+        self.kernel, self.sigma, self.scale = check_kernel(kernel), float(sigma), check_scale(scale)
         self._teacher_cache: tuple[Any, Any, int, int, Tensor] | None = None
 
     def _teacher_log_probs(self, teacher: Tensor, edge_index: Tensor) -> Tensor:
         """The teacher's ``log LS``; a constant teacher (no gradient) on the same graph is
         computed once and reused at every step (halves the cost of the full-graph loss)."""
         if teacher.requires_grad:
-            return local_structure_log_probs(teacher, edge_index, self.kernel, self.sigma)
+            return local_structure_log_probs(teacher, edge_index, self.kernel, self.sigma, self.scale)
         cache = self._teacher_cache
         if (cache is not None and cache[0]() is teacher and cache[1]() is edge_index
                 and cache[2] == teacher._version and cache[3] == edge_index._version):
             return cache[4]
-        log_t = local_structure_log_probs(teacher, edge_index, self.kernel, self.sigma)
+        log_t = local_structure_log_probs(teacher, edge_index, self.kernel, self.sigma, self.scale)
         self._teacher_cache = (weakref.ref(teacher), weakref.ref(edge_index), teacher._version,
                                edge_index._version, log_t)
         return log_t
@@ -87,7 +101,7 @@ class LSPModule(StructuralLossModule):
             return student.sum() * 0.0  # no local structure anywhere
         dst = edge_index[1]
         num_nodes = student.size(0)
-        log_s = local_structure_log_probs(student, edge_index, self.kernel, self.sigma)
+        log_s = local_structure_log_probs(student, edge_index, self.kernel, self.sigma, self.scale)
         log_t = self._teacher_log_probs(teacher, edge_index)
         per_edge = log_t.exp() * (log_t - log_s)
         per_node = scatter(per_edge, dst, 0, dim_size=num_nodes, reduce="sum")
@@ -95,7 +109,7 @@ class LSPModule(StructuralLossModule):
         return per_node.sum() / has_neighbours.sum()
 
     def extra_repr(self) -> str:
-        return f"kernel={self.kernel!r}, sigma={self.sigma}"
+        return f"kernel={self.kernel!r}, sigma={self.sigma}, scale={self.scale!r}"
 
 
 class LSP(StructuralLoss):
@@ -108,13 +122,14 @@ class LSP(StructuralLoss):
     hyperparameters: ClassVar[Mapping[str, Param]] = {
         "kernel": Choice(KERNELS),
         "sigma": FloatRange(0.25, 8.0, log=True),  # RBF bandwidth; unused by the other kernels
+        "scale": Fixed("rms", allowed=SCALES),
     }
     #: the values used when a hyperparameter is not given (RBF with unit bandwidth)
-    defaults: ClassVar[Mapping[str, Any]] = {"kernel": "rbf", "sigma": 1.0}
+    defaults: ClassVar[Mapping[str, Any]] = {"kernel": "rbf", "sigma": 1.0, "scale": "rms"}
 
     def build(self, params: Mapping[str, Any], student_channels: int, teacher_channels: int) -> LSPModule:
         p = resolve_params(params, self.hyperparameters, self.defaults)
-        return LSPModule(kernel=p["kernel"], sigma=p["sigma"])
+        return LSPModule(kernel=p["kernel"], sigma=p["sigma"], scale=p["scale"])
 
 
 @hookimpl

@@ -54,6 +54,16 @@ times a student's training step on Cora in the projections alone (``T_i P_t^i P`
 * ``shared_projection`` keeps ONE map for all teacher layers (and one for all student layers);
   layers narrower than the widest are zero-padded to its width, i.e. use the first ``d_i`` rows
   of the shared weight.
+
+Teacher scale (our deviation, ``teacher_scale="rms"``, the default; ``"raw"`` is the paper's
+form): every teacher layer is divided by its root-mean-square row norm (a constant per layer,
+computed once per teacher output and detached) before it is projected, for the attention and for
+``D`` alike. ``D`` is a squared distance, so its size is the square of the teacher's activations,
+which depend on the input features: the paper's teachers read row-normalised features (GCNII's
+setting; activations of order 1), while Photo's 2-layer GCN teacher (raw bag-of-words) has
+hidden rows of norm ~100 against ~6 on Cora, 250 times the energy. There ``beta = 100`` made ``D``
+dominate and a 2-layer GAT student collapsed to 0.13 validation accuracy (majority rate 0.125;
+0.90 without a teacher). At unit RMS the paper's ``beta`` means the same on every graph.
 """
 
 from __future__ import annotations
@@ -69,6 +79,8 @@ from ._common import sample_nodes
 
 #: Nodes used by :meth:`LayerAttention.full_dissimilarity` (diagnostics); more are subsampled.
 DIAGNOSTIC_NODES = 2048
+#: ``rms``: teacher layers divided by their root-mean-square row norm; ``raw``: as they are
+TEACHER_SCALES = ("rms", "raw")
 
 
 def pad_stack(features: Sequence[Tensor], width: int, index: Tensor | None = None) -> Tensor:
@@ -163,14 +175,19 @@ class LayerAttention(nn.Module):
             gradient into the teacher's projections (the attention still trains them) and ``P``
             is rescaled to its initial Frobenius norm ``sqrt(d_a)`` at every use, so ``D`` can
             only shrink by moving the student (and its projections) towards the teacher.
+        teacher_scale: ``"rms"`` divides each teacher layer by its root-mean-square row norm
+            (module docstring); ``"raw"`` uses the outputs as they are.
     """
 
     def __init__(self, teacher_dims: Sequence[int], student_dims: Sequence[int], d_a: int, *,
                  shared_projection: bool = False, subspace: bool = True, distance: str = "euclidean",
                  last_layer_only: bool = False, node_sample: int = 256, layer_sample: int = 16,
-                 anchored: bool = False) -> None:
+                 anchored: bool = False, teacher_scale: str = "rms") -> None:
         super().__init__()
         self.anchored = bool(anchored)
+        if teacher_scale not in TEACHER_SCALES:
+            raise ValueError(f"teacher_scale must be one of {', '.join(TEACHER_SCALES)}, got {teacher_scale!r}")
+        self.teacher_scale = teacher_scale
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance must be 'euclidean' or 'cosine', got {distance!r}")
         self.d_a = int(d_a)
@@ -184,6 +201,7 @@ class LayerAttention(nn.Module):
         self._teacher_src: list[Tensor] = []
         self._teacher_versions: list[int] = []
         self._teacher_means: Tensor | None = None
+        self._teacher_scales: Tensor | None = None
 
     @property
     def num_teacher_layers(self) -> int:
@@ -191,15 +209,26 @@ class LayerAttention(nn.Module):
 
     # ------------------------------------------------------------------ attention
 
+    def teacher_scales(self, teacher_hidden: Sequence[Tensor]) -> Tensor:
+        """``[Lt]``: what each teacher layer is divided by (its root-mean-square row norm, or 1
+        with ``teacher_scale="raw"``), computed once per teacher output with the node means."""
+        self.teacher_means(teacher_hidden)
+        return self._teacher_scales
+
     def teacher_means(self, teacher_hidden: Sequence[Tensor]) -> Tensor:
-        """``[Lt, width]`` node means of the teacher layers, computed once per teacher output."""
+        """``[Lt, width]`` node means of the (scaled) teacher layers, computed once per teacher output."""
         same = (len(teacher_hidden) == len(self._teacher_src)
                 and all(a is b for a, b in zip(teacher_hidden, self._teacher_src))
                 and [t._version for t in teacher_hidden] == self._teacher_versions)
         if not same or self._teacher_means is None:
             with torch.no_grad():
-                means = [t.detach().mean(dim=0, keepdim=True) for t in teacher_hidden]
+                if self.teacher_scale == "rms":
+                    scales = torch.stack([t.detach().pow(2).sum(-1).mean().sqrt().clamp_min(1e-12) for t in teacher_hidden])
+                else:
+                    scales = torch.ones(len(teacher_hidden), device=teacher_hidden[0].device)
+                means = [t.detach().mean(dim=0, keepdim=True) / scale for t, scale in zip(teacher_hidden, scales)]
                 self._teacher_means = pad_stack(means, self.teacher_proj.width).squeeze(1)
+                self._teacher_scales = scales
             self._teacher_src = list(teacher_hidden)
             self._teacher_versions = [t._version for t in teacher_hidden]
         return self._teacher_means
@@ -234,8 +263,9 @@ class LayerAttention(nn.Module):
             if self.anchored:  # P keeps its initial Frobenius norm sqrt(d_a): it can turn, not shrink
                 subspace = subspace * (math.sqrt(self.d_a) / subspace.norm().clamp_min(1e-12))
             wt, ws = wt @ subspace, ws @ subspace
-        chosen = teacher_hidden if layers is None else [teacher_hidden[i] for i in layers.tolist()]
-        x = pad_stack([t.detach() for t in chosen], self.teacher_proj.width, index)
+        scales = self.teacher_scales(teacher_hidden)
+        picked = range(len(teacher_hidden)) if layers is None else layers.tolist()
+        x = pad_stack([teacher_hidden[i].detach() / scales[i] for i in picked], self.teacher_proj.width, index)
         y = pad_stack(student_hidden, self.student_proj.width, index)
         return project_rows(x, wt), project_rows(y, ws)
 

@@ -60,6 +60,12 @@ Hyperparameters (paper defaults first):
   Frobenius norm ``sqrt(d_a)``, so ``D`` falls only when the student moves; see
   ``docs/methods.md`` for what it measures.
 
+* ``teacher_scale`` (``"rms"``; not in the paper, ``"raw"`` is its form): each teacher layer is
+  divided by its root-mean-square row norm before it is projected, so ``D`` and ``beta`` mean the
+  same on any graph (the paper's teachers read row-normalised features; on Photo's raw
+  bag-of-words the teacher's hidden rows have norm ~100 and a GAT student collapsed to 0.13 with
+  ``beta`` 100). See :mod:`gkd_search.methods._layer_attention`.
+
 Other choices not fixed by our reading of the paper: the projections have no bias (so the mean
 of the projection is the projection of the mean), ``P`` starts at the identity, the projections
 start like :class:`torch.nn.Linear`.
@@ -86,7 +92,7 @@ from ..types import (
     ModelOutput,
 )
 from ._common import supervised_cross_entropy
-from ._layer_attention import LayerAttention
+from ._layer_attention import TEACHER_SCALES, LayerAttention
 
 
 class ABKDLoss(DistillationLoss):
@@ -94,7 +100,8 @@ class ABKDLoss(DistillationLoss):
 
     def __init__(self, context: DistillationContext, beta: float, d_a: int, *, node_sample: int = 256,
                  layer_sample: int = 16, last_layer_only: bool = False, shared_projection: bool = False,
-                 distance: str = "euclidean", subspace: bool = True, anchored: bool = False) -> None:
+                 distance: str = "euclidean", subspace: bool = True, anchored: bool = False,
+                 teacher_scale: str = "rms") -> None:
         super().__init__()
         self.beta = float(beta)
         self.seed = int(context.seed)
@@ -102,7 +109,7 @@ class ABKDLoss(DistillationLoss):
             context.teacher_hidden_dims, context.student_hidden_dims, int(d_a),
             shared_projection=bool(shared_projection), subspace=bool(subspace), distance=str(distance),
             last_layer_only=bool(last_layer_only), node_sample=int(node_sample), layer_sample=int(layer_sample),
-            anchored=bool(anchored),
+            anchored=bool(anchored), teacher_scale=str(teacher_scale),
         )
 
     def distillation_term(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
@@ -136,6 +143,7 @@ class ABKD(DistillationMethod):
         "distance": Fixed("euclidean", allowed=("euclidean", "cosine")),
         "subspace": Fixed(True),
         "anchored": Fixed(False),
+        "teacher_scale": Fixed("rms", allowed=TEACHER_SCALES),
     }
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
@@ -143,7 +151,7 @@ class ABKD(DistillationMethod):
         return ABKDLoss(
             context, beta=p["beta"], d_a=p["d_a"], node_sample=p["node_sample"], layer_sample=p["layer_sample"],
             last_layer_only=p["last_layer_only"], shared_projection=p["shared_projection"],
-            distance=p["distance"], subspace=p["subspace"], anchored=p["anchored"],
+            distance=p["distance"], subspace=p["subspace"], anchored=p["anchored"], teacher_scale=p["teacher_scale"],
         )
 
 

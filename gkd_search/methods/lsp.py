@@ -9,11 +9,21 @@ plus the weighted LSP term):
 with ``L_LSP`` the structural loss ``lsp`` (Eqs. 2-4, :mod:`gkd_search.losses.lsp`), ``z^S`` the
 student's last representation before its classifier and ``z^T`` the teacher's
 (:func:`._common.representation`), and ``E`` the training graph's edges. The loss reads the
-edges, not the student, so graph-free students (MLP) can be trained with it too. ``beta``
-is searched on a log range around 100, the weight of the LSP runs of Joshi et al. (TNNLS
-2022, arXiv:2111.04964); the loss's own hyperparameters (``kernel``, ``sigma``) are searched
+edges, not the student, so graph-free students (MLP) can be trained with it too. When ``beta``
+is not given it is 10 (the LSP runs of Joshi et al., TNNLS 2022, arXiv:2111.04964, weight it 100,
+which collapses 1-layer students, below); the loss's own hyperparameters (``kernel``, ``sigma``, ``scale``) are searched
 under the same names. Soft-label KD can be added by the objective's ``softkd_weight`` (the
 "KD + LSP" rows of Joshi et al.).
+
+Default search range (issue 16, measured on Cora, docs/methods.md): ``beta`` in ``[0.1, 10]``
+(log) and the bounded kernels ``rbf`` and ``cosine`` only. A 1-layer student's representation is
+its logits, which the cross-entropy reads too, and there a strong structural term wins: a 1-layer
+MLP reached the degenerate state (validation accuracy at or below the majority-class rate after
+20 epochs) with ``beta`` 30 (cosine kernel) and 100 (RBF), and kept learning at 3 and 10; the
+unbounded ``linear`` and ``poly`` kernels collapsed students even at moderate weights (a 1-layer
+GraphSAGE with GSP's ``poly`` kernel and ``beta`` 24: 0.29, below the majority rate). A space
+file may list them, or a larger ``beta`` for multi-layer students (a 2-layer GCN with ``beta``
+100 is fine).
 
 This module also holds the shared machinery of the ``lsp``, ``gsp`` and ``gcrd`` methods:
 :class:`StructuralDistillationLoss` and :class:`StructuralMethod`.
@@ -28,7 +38,7 @@ from torch import Tensor
 
 from ..hookspecs import hookimpl
 from ..losses.lsp import LSP
-from ..params import FloatRange, Param
+from ..params import Choice, FloatRange, Param
 from ..types import (
     DistillationBatch,
     DistillationContext,
@@ -39,6 +49,10 @@ from ..types import (
     StructuralLossModule,
 )
 from ._common import representation, supervised_cross_entropy
+
+#: the kernels a default search draws: bounded, so the similarity distributions cannot become
+#: one-hot (``linear`` and ``poly`` remain available to a space file)
+SAFE_KERNELS = ("rbf", "cosine")
 
 
 def representation_width(hidden_dims: list[int]) -> int:
@@ -95,9 +109,9 @@ class LSPMethod(StructuralMethod):
     paper = LSP.paper
     description = "CE + beta * LSP: match neighbour-similarity distributions (kernel on edges)"
     loss_class = LSP
-    hyperparameters: ClassVar[Mapping[str, Param]] = {"beta": FloatRange(1.0, 1000.0, log=True),
-                                                      **LSP.hyperparameters}
-    default_beta = 100.0
+    hyperparameters: ClassVar[Mapping[str, Param]] = {"beta": FloatRange(0.1, 10.0, log=True),
+                                                      **LSP.hyperparameters, "kernel": Choice(SAFE_KERNELS)}
+    default_beta = 10.0
 
 
 @hookimpl

@@ -36,6 +36,10 @@ Hyperparameters:
 * ``variant`` -- ``Fixed("stride")``; a space file may list ``e-stride``/``s-stride``.
 * ``node_sample`` (256), ``layer_sample`` (16) -- as in abkd, for ``D_emb``.
 * ``structure_nodes`` (32), ``structure_pairs`` (4) -- the cost deviations below.
+* ``teacher_scale`` (``"rms"``; ``"raw"`` is the paper's form) -- every teacher layer divided by
+  its root-mean-square row norm before it is projected, for ``A``, ``D_emb`` and ``D_struct``, as
+  in abkd (:mod:`._layer_attention`: keeps ``beta`` meaningful when the teacher's activations are
+  large, e.g. Photo's raw bag-of-words).
 
 Deviations for cost (each term stays an unbiased estimate of the paper's):
 
@@ -78,7 +82,7 @@ from ..types import (
     ModelOutput,
 )
 from ._common import sample_nodes, supervised_cross_entropy
-from ._layer_attention import LayerAttention
+from ._layer_attention import TEACHER_SCALES, LayerAttention
 
 VARIANTS = ("stride", "e-stride", "s-stride")
 STRUCTURES = ("gcrd", "lsp", "gsp")
@@ -132,7 +136,7 @@ class STRIDELoss(DistillationLoss):
 
     def __init__(self, context: DistillationContext, beta: float, d_a: int, *, structure: str = "gcrd",
                  variant: str = "stride", node_sample: int = 256, layer_sample: int = 16,
-                 structure_nodes: int = 32, structure_pairs: int = 4) -> None:
+                 structure_nodes: int = 32, structure_pairs: int = 4, teacher_scale: str = "rms") -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -142,7 +146,8 @@ class STRIDELoss(DistillationLoss):
         self.use_structure = variant in ("stride", "s-stride")
         self.structure_nodes, self.structure_pairs = int(structure_nodes), int(structure_pairs)
         self.layers = LayerAttention(context.teacher_hidden_dims, context.student_hidden_dims, int(d_a),
-                                     node_sample=int(node_sample), layer_sample=int(layer_sample))
+                                     node_sample=int(node_sample), layer_sample=int(layer_sample),
+                                     teacher_scale=str(teacher_scale))
         self.structural = None
         if self.use_structure:
             losses = context.structural_losses
@@ -155,7 +160,8 @@ class STRIDELoss(DistillationLoss):
 
     def pair_structure(self, teacher: Tensor, student: Tensor, i: int, j: int,
                        rows: Tensor | None, edges: Tensor) -> Tensor:
-        """``L_struct(S_j P_s^j, T_i P_t^i)`` on the subgraph ``rows``/``edges``."""
+        """``L_struct(S_j P_s^j, T_i P_t^i)`` on the subgraph ``rows``/``edges`` (``teacher`` already
+        divided by its layer's scale, :meth:`LayerAttention.teacher_scales`)."""
         t = teacher.detach() if rows is None else teacher.detach().index_select(0, rows)
         s = student if rows is None else student.index_select(0, rows)
         t = t @ self.layers.teacher_proj.layer_weight(i)
@@ -166,9 +172,10 @@ class STRIDELoss(DistillationLoss):
         """This step's estimate of ``sum_ij A_ij D_struct[i, j]`` (see the module docstring)."""
         lt, ls = a.shape
         rows, edges = sample_subgraph(batch.edge_index, batch.num_nodes, self.structure_nodes)
+        scales = self.layers.teacher_scales(batch.teacher_hidden)
 
         def value(i: int, j: int) -> Tensor:
-            return self.pair_structure(batch.teacher_hidden[i], student.hidden[j], i, j, rows, edges)
+            return self.pair_structure(batch.teacher_hidden[i] / scales[i], student.hidden[j], i, j, rows, edges)
 
         if self.structure_pairs <= 0 or self.structure_pairs >= lt * ls:
             return sum(a[i, j] * value(i, j) for i in range(lt) for j in range(ls))
@@ -195,11 +202,13 @@ class STRIDELoss(DistillationLoss):
         rows, edges = (None if rows is None else rows.to(device)), edges.to(device)
         lt, ls = len(batch.teacher_hidden), len(student.hidden)
         out = torch.zeros(lt, ls, device=device)
+        scales = self.layers.teacher_scales(batch.teacher_hidden)
         with torch.random.fork_rng(devices=[]):  # the structural loss may sample; keep training's RNG
             torch.manual_seed(self.seed)
             for i in range(lt):
                 for j in range(ls):
-                    out[i, j] = self.pair_structure(batch.teacher_hidden[i], student.hidden[j], i, j, rows, edges)
+                    out[i, j] = self.pair_structure(batch.teacher_hidden[i] / scales[i], student.hidden[j], i, j,
+                                                    rows, edges)
         return out
 
     def diagnostics(self, student: ModelOutput, batch: DistillationBatch) -> dict[str, Tensor]:
@@ -228,6 +237,7 @@ class STRIDE(DistillationMethod):
         "layer_sample": Fixed(16),
         "structure_nodes": Fixed(32),
         "structure_pairs": Fixed(4),
+        "teacher_scale": Fixed("rms", allowed=TEACHER_SCALES),
     }
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
@@ -235,7 +245,7 @@ class STRIDE(DistillationMethod):
         return STRIDELoss(
             context, beta=p["beta"], d_a=p["d_a"], structure=p["structure"], variant=p["variant"],
             node_sample=p["node_sample"], layer_sample=p["layer_sample"], structure_nodes=p["structure_nodes"],
-            structure_pairs=p["structure_pairs"],
+            structure_pairs=p["structure_pairs"], teacher_scale=p["teacher_scale"],
         )
 
 

@@ -1,0 +1,419 @@
+#!/usr/bin/env python
+"""ABKD's Table 3 (the deep-GCNII setting) reproduced: a 64-layer, 64-wide GCNII teacher distilled
+into a 4-layer, 4-wide GCNII student by every layer-distillation method.
+
+Ahluwalia et al., *ABKD: Graph Neural Network Compression with Attention-Based Knowledge
+Distillation* (arXiv:2310.15938v1), Table 3 (Cora, PubMed; teacher GCNII 64L-64H, student GCNII
+4L-4H, 5 trials, every method from the same student weights), and the ABKD ablations of its
+Tables 6 (no subspace projection), 7 (one linear layer), 12 (cosine distance) and 5 ("modified
+ABKD": the last layer pair only).
+
+Protocol, per dataset and split:
+
+* the teacher is trained once per split (seed 0) and cached on disk under the cache folder
+  (``--cache-dir``, default ``$GKD_CACHE``); GCNII's own settings for the split
+  (:data:`TEACHERS`: the public split uses GCNII's semi-supervised Cora setting, the Geom-GCN
+  splits its full-supervised one, Chen et al. 2020 and their ``full.sh``);
+* every row of :data:`ROWS` trains a ``gcnii-4x4`` student (same ``alpha``/``theta`` as the
+  teacher) with the teacher's optimiser settings for ``--epochs`` epochs, keeping the
+  best-validation epoch (no early stopping, so every method trains for the same epochs); seed
+  ``s`` gives every method the same initial student weights;
+* rows are appended to ``--out`` as they finish (an interrupted run resumes where it stopped:
+  a row already there for the same graph, method, seed and epochs is not rerun).
+
+``--dataset NAME[:options]`` takes any registered dataset; ``--split full`` needs one with the
+Geom-GCN option (``split=geom-gcn``, today ``cora`` and ``pubmed``), ``--split public`` loads
+the dataset's own split. Features are row-normalised where the dataset has that option.
+
+Usage::
+
+    python bench/reproduce_abkd.py --dataset cora --split public            # 17 rows x 5 seeds
+    python bench/reproduce_abkd.py --dataset pubmed --split full --split-index 0,1
+    python bench/reproduce_abkd.py --render                                 # docs/reproduction.md only
+
+Writes ``--out`` (default ``bench/results/reproduce_abkd.json``: ``{"rows": [...]}``, one entry
+per dataset, split, method and seed) and the generated block of ``docs/reproduction.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from _report import cores, cpu_model, write_block
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "reproduce_abkd.json"
+DOC = ROOT / "docs" / "reproduction.md"
+START, END = "<!-- bench:reproduce-abkd:start -->", "<!-- bench:reproduce-abkd:end -->"
+
+STUDENT = ("gcnii", 4, 4)
+SOFTKD = {"softkd_weight": 1.0, "softkd_tau": 4.0}
+
+#: GCNII teachers (64 layers, 64 wide), by split and dataset (``None``: any other dataset).
+#: public: GCNII's semi-supervised Cora setting (the search space ``deep-gcnii.yaml``);
+#: full: GCNII's full-supervised setting, ``full.sh`` of the authors' code (Cora alpha 0.2, weight
+#: decay 1e-4; PubMed alpha 0.1, weight decay 5e-6; dropout 0.5, one weight decay for all).
+TEACHERS: dict[tuple[str, Optional[str]], str] = {
+    ("public", None): "gcnii:64:64:alpha=0.1:theta=0.5:dropout=0.6:lr=0.01:weight_decay=0.0005:"
+                      "conv_weight_decay=0.01:epochs=1500:patience=100",
+    ("full", "cora"): "gcnii:64:64:alpha=0.2:theta=0.5:dropout=0.5:lr=0.01:weight_decay=0.0001:"
+                      "epochs=1500:patience=100",
+    ("full", "pubmed"): "gcnii:64:64:alpha=0.1:theta=0.5:dropout=0.5:lr=0.01:weight_decay=0.000005:"
+                        "epochs=1500:patience=100",
+    ("full", None): "gcnii:64:64:alpha=0.1:theta=0.5:dropout=0.5:lr=0.01:weight_decay=0.0005:"
+                    "epochs=1500:patience=100",
+}
+
+
+@dataclass
+class Row:
+    """One line of the table: a method with fixed hyperparameters."""
+
+    label: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+#: Table 3's methods, each alone and with soft labels, then ABKD's ablations. Hyperparameters:
+#: the method's declared defaults (the papers' values, see docs/methods.md) and these overrides.
+ROWS: list[Row] = [
+    Row("none", "none"),
+    Row("lsp", "lsp"),
+    Row("gsp", "gsp"),
+    Row("gcrd", "gcrd"),
+    Row("abkd", "abkd"),
+    Row("stride", "stride"),
+    Row("softkd", "softkd", {"tau": 4.0, "alpha": 0.5}),
+    Row("lsp + softkd", "lsp", SOFTKD),
+    Row("gsp + softkd", "gsp", SOFTKD),
+    Row("gcrd + softkd", "gcrd", SOFTKD),
+    Row("abkd + softkd", "abkd", SOFTKD),
+    Row("stride + softkd", "stride", SOFTKD),
+    Row("abkd, last layer only", "abkd", {"last_layer_only": True}),
+    Row("abkd, no subspace", "abkd", {"subspace": False}),
+    Row("abkd, one linear layer", "abkd", {"shared_projection": True}),
+    Row("abkd, cosine", "abkd", {"distance": "cosine"}),
+    #: the formulation before issue 13 (softmax over teacher layers, per-node squared norm over
+    #: the embedding dimension / d_a^2, node mean, the attention's projections), sampled as it was
+    Row("abkd, previous formulation", "abkd", {"attention_axis": "teacher", "embedding_reduction": "norm",
+                                               "node_reduction": "mean", "dissimilarity_projection": "attention",
+                                               "node_sample": 256, "layer_sample": 16}),
+]
+
+#: ABKD's published numbers (test accuracy, %, mean and std over 5 trials; std None where the
+#: paper gives none). Table 3 for the methods; Tables 6, 7 and 12 for the ablations (Table 12 is
+#: one number per dataset, and its Euclidean column, 87.33 on Cora and 89.58 on PubMed, differs
+#: from Table 3's ABKD row). Table 5 ("modified ABKD") reports OGBN datasets only.
+PAPER: dict[str, dict[str, Any]] = {
+    "cora": {"teacher": 88.40, "student_params": 5835, "ratio": 60.7,
+             "none": (74.22, 1.32), "lsp": (75.18, 1.45), "gsp": (78.32, 1.21), "gcrd": (83.35, 1.32),
+             "abkd": (84.27, 1.48), "abkd, no subspace": (83.78, 1.25), "abkd, one linear layer": (75.52, 1.32),
+             "abkd, cosine": (82.81, None)},
+    "pubmed": {"teacher": 89.78, "student_params": 2083, "ratio": 141.3,
+               "none": (88.66, 0.87), "lsp": (89.01, 1.73), "gsp": (89.13, 1.05), "gcrd": (89.73, 1.05),
+               "abkd": (89.87, 0.45), "abkd, no subspace": (89.03, 1.04), "abkd, one linear layer": (88.75, 0.64),
+               "abkd, cosine": (87.32, None)},
+}
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("GKD_CACHE", "~/.cache/gkd-search")).expanduser()
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("GKD_DATA", ROOT.parent / "shared" / "data"))
+
+
+# ------------------------------------------------------------------------------------- datasets
+
+
+def dataset_options(spec, given: dict[str, Any], split: str, split_index: Optional[int]) -> dict[str, Any]:
+    """The options to load ``spec`` with: row-normalised features where the dataset has the
+    option (unless given), and the Geom-GCN split for ``split == "full"``."""
+    from gkd_search.errors import UsageError
+
+    options = dict(given)
+    if "normalize_features" in spec.options:
+        options.setdefault("normalize_features", True)
+    if split == "full":
+        if "split" not in spec.options:
+            raise UsageError(f"--dataset {spec.name}: it has no Geom-GCN split (its options: "
+                             f"{', '.join(spec.options) or 'none'}); use --split public")
+        options.update(split="geom-gcn", split_index=int(split_index or 0))
+    elif "split" in spec.options:
+        options.setdefault("split", "public")
+    return options
+
+
+def teacher_spec(split: str, dataset: str, override: Optional[str]) -> str:
+    if override:
+        return override
+    return TEACHERS.get((split, dataset), TEACHERS[(split, None)])
+
+
+def load_split(dataset_text: str, split: str, split_index: Optional[int], data_root: Path, cache: Path,
+               teacher_override: Optional[str]):
+    """``(registry, spec, dataset, teacher outputs, teacher config)`` for one split; the teacher
+    is trained once and cached under ``cache``."""
+    import torch
+
+    from gkd_search.registry import build_registry, get_plugin_manager
+    from gkd_search.search import parse_dataset, typed_dataset_options
+    from gkd_search.teacher import TeacherConfig, get_teacher
+
+    registry = build_registry(get_plugin_manager(autoload=False))
+    name, raw = parse_dataset(dataset_text)
+    spec = registry.get("dataset", name)
+    options = dataset_options(spec, typed_dataset_options(spec, raw), split, split_index)
+    dataset = spec.load(data_root, cache / "datasets", 0, **options)
+    config = TeacherConfig.parse(teacher_spec(split, name, teacher_override))
+    torch.set_num_threads(int(os.environ.get("GKD_BENCH_THREADS", "1")))
+    start = time.perf_counter()
+    _, teacher = get_teacher(dataset, config, registry.get("family", config.family), seed=0, cache_dir=cache)
+    print(f"[{dataset.name}] teacher {teacher.spec}: val {teacher.val_acc:.4f} test {teacher.test_acc:.4f} "
+          f"({teacher.num_params:,} parameters, {'cached' if teacher.from_cache else f'{time.perf_counter() - start:.0f} s'})",
+          flush=True)
+    return registry, spec, dataset, teacher, config
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
+
+
+def write_results(path: Path, report: dict[str, Any]) -> None:
+    """Atomically: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".reproduce-", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(report, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def row_key(rec: dict[str, Any]) -> tuple:
+    return rec["graph"], rec["method"], rec["seed"], rec["epochs"]
+
+
+def row_params(row: Row, method) -> dict[str, Any]:
+    """The row's hyperparameters: the method's declared defaults, the soft-label combination
+    off, then the row's overrides."""
+    from gkd_search.distill.objective import method_hyperparameters
+
+    params = {k: p.default for k, p in method_hyperparameters(method).items()}
+    if "softkd_weight" in params:
+        params["softkd_weight"] = 0.0
+    unknown = set(row.params) - set(params)
+    if unknown:
+        raise SystemExit(f"row {row.label!r}: {row.method} has no hyperparameter {sorted(unknown)}")
+    params.update(row.params)
+    return params
+
+
+def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Row], seeds: list[int]) -> None:
+    """Every row x seed of one split not yet in ``args.out``."""
+    from gkd_search.latency import LatencyBench, LatencyProtocol
+    from gkd_search.trial import TrialContext, run_trial
+    from gkd_search.types import TrialSpec, count_parameters
+
+    registry, spec, dataset, teacher, config = load_split(dataset_text, args.split, split_index, args.data_root,
+                                                          args.cache_dir, args.teacher)
+    family, layers, width = STUDENT
+    fam = registry.get("family", family)
+    family_params = dict(config.family_params)
+    training = {"lr": config.lr, "weight_decay": config.weight_decay, "dropout": config.dropout,
+                "epochs": args.epochs, "patience": args.epochs}
+    if config.conv_weight_decay is not None:
+        training["conv_weight_decay"] = config.conv_weight_decay
+    probe = TrialSpec(family=family, num_layers=layers, hidden_channels=width, family_params=family_params,
+                      training=training)
+    protocol = LatencyProtocol(repeats=20)
+    from gkd_search.student import build_student
+
+    student = build_student(probe, fam, dataset.num_features, dataset.num_classes)
+    latency = {probe.architecture_key(): LatencyBench(dataset, protocol).measure(
+        student, fam.num_hops(layers, **family_params))}
+    ctx = TrialContext(dataset=dataset, teacher=teacher, families=registry.families, methods=registry.methods,
+                       latency=latency, budget_ms=float("inf"), protocol=protocol,
+                       structural_losses=registry.losses, cache_dir=args.cache_dir / "methods")
+    split_name = args.split
+    for seed in seeds:
+        for row in rows:
+            report = read_results(args.out)
+            done = {row_key(r) for r in report["rows"]}
+            key = (dataset.name, row.label, seed, args.epochs)
+            if key in done:
+                continue
+            method = registry.methods[row.method]
+            params = row_params(row, method)
+            trial = TrialSpec(family=family, num_layers=layers, hidden_channels=width, family_params=family_params,
+                              method=row.method, method_params=params, training=training, seed=seed)
+            start = time.perf_counter()
+            result = run_trial(trial, ctx, f"{dataset.name}-{row.label}-{seed}")
+            rec = {"dataset": spec.name, "split": split_name, "split_index": split_index, "method": row.label,
+                   "seed": seed, "val_acc": result.val_acc, "test_acc": result.test_acc,
+                   "params": result.params or count_parameters(student),
+                   "teacher_test_acc": teacher.test_acc, "teacher_val_acc": teacher.val_acc,
+                   "teacher_params": teacher.num_params, "teacher": teacher.spec, "graph": dataset.name,
+                   "method_name": row.method, "method_params": params, "epochs": args.epochs,
+                   "status": result.status, "error": result.error,
+                   "seconds": round(time.perf_counter() - start, 2),
+                   "sec_per_epoch": result.train_seconds_per_epoch}
+            report = read_results(args.out)  # another process may have added rows meanwhile
+            report["rows"] = [r for r in report["rows"] if row_key(r) != key] + [rec]
+            report.update(date=_dt.date.today().isoformat(), machine=f"{cpu_model()}, {cores()} cores")
+            write_results(args.out, report)
+            acc = f"{result.test_acc:.4f}" if result.test_acc is not None else result.error
+            print(f"[{dataset.name}] {row.label:28s} seed {seed}: test {acc} ({rec['seconds']:.0f} s)", flush=True)
+
+
+# -------------------------------------------------------------------------------------- report
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std of test accuracy (%) per (dataset, split, split_index, method)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["split"], r["split_index"], r["method"]), []).append(r)
+    out = []
+    for (ds, split, index, method), recs in groups.items():
+        accs = [100 * r["test_acc"] for r in recs if r["status"] == "ok" and r["test_acc"] is not None]
+        out.append({"dataset": ds, "split": split, "split_index": index, "method": method, "n": len(accs),
+                    "failed": len(recs) - len(accs), "mean": statistics.fmean(accs) if accs else None,
+                    "std": statistics.stdev(accs) if len(accs) > 1 else None,
+                    "teacher": 100 * recs[0]["teacher_test_acc"], "params": recs[0]["params"],
+                    "teacher_params": recs[0].get("teacher_params"), "graph": recs[0]["graph"],
+                    "teacher_spec": recs[0].get("teacher"), "epochs": recs[0]["epochs"]})
+    order = {r.label: i for i, r in enumerate(ROWS)}
+    out.sort(key=lambda s: (s["dataset"], s["split"], -1 if s["split_index"] is None else s["split_index"],
+                            order.get(s["method"], 99)))
+    return out
+
+
+def _fmt(mean: Optional[float], std: Optional[float]) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
+
+
+def render(report: dict[str, Any]) -> str:
+    rows = report.get("rows", [])
+    summary = summarise(rows)
+    lines = [START, "", f"Generated by `python bench/reproduce_abkd.py --render` from "
+             f"`bench/results/reproduce_abkd.json` ({len(rows)} runs; {report.get('machine', '?')}).", ""]
+    keys = sorted({(s["dataset"], s["split"], s["split_index"]) for s in summary},
+                  key=lambda k: (k[1] != "full", k[0], -1 if k[2] is None else k[2]))
+    for ds, split, index in keys:
+        part = [s for s in summary if (s["dataset"], s["split"], s["split_index"]) == (ds, split, index)]
+        paper = PAPER.get(ds, {})
+        base = next((s for s in part if s["method"] == "none"), None)
+        first = part[0]
+        ratio = first["teacher_params"] / first["params"] if first.get("teacher_params") else None
+        where = f"Geom-GCN split {index} (60/20/20)" if split == "full" else "public Planetoid split"
+        lines += [f"### {ds}, {where}", "",
+                  f"Teacher `{first['teacher_spec']}` on `{first['graph']}`: test **{first['teacher']:.2f}**"
+                  + (f" (paper {paper['teacher']:.2f})" if paper else "") + f"; {first['teacher_params']:,} parameters. "
+                  f"Student `gcnii-4x4`: **{first['params']:,}** parameters"
+                  + (f" (paper {paper['student_params']:,})" if paper else "")
+                  + (f", compression **{ratio:.1f}x**" if ratio else "")
+                  + (f" (paper {paper['ratio']}x)" if paper else "") + f"; {first['epochs']} epochs.", "",
+                  "| method | ours (mean ± std, %) | seeds | vs none | paper |", "|---|---|---|---|---|"]
+        for s in part:
+            delta = (f"{s['mean'] - base['mean']:+.2f}" if base and base["mean"] is not None and s["mean"] is not None
+                     else "")
+            ref = paper.get(s["method"])
+            ref_text = _fmt(*ref) if ref else ""
+            n = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
+            lines.append(f"| {s['method']} | {_fmt(s['mean'], s['std'])} | {n} | {delta} | {ref_text} |")
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_doc(report: dict[str, Any]) -> None:
+    if not DOC.exists():
+        DOC.write_text("# Reproductions\n")
+    write_block(DOC, START, END, render(report), "ABKD Table 3: the generated table")
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def parse_ints(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        if "-" in part.strip()[1:]:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part.strip():
+            out.append(int(part))
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", action="append", help="NAME[:key=value,...]; repeat for several "
+                        "(default: cora and pubmed)")
+    parser.add_argument("--data-root", type=Path, default=default_data_root())
+    parser.add_argument("--split", choices=["public", "full"], default="public",
+                        help="public: the dataset's own split; full: the ten 60/20/20 Geom-GCN splits")
+    parser.add_argument("--split-index", default="0", help="Geom-GCN splits to run with --split full, e.g. 0,1 or 0-9")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--methods", help="comma-separated row labels to run (default: every row); see --list")
+    parser.add_argument("--epochs", type=int, default=500)
+    parser.add_argument("--teacher", help="override the teacher spec (FAMILY:LAYERS:HIDDEN[:k=v])")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--cache-dir", type=Path, default=default_cache())
+    parser.add_argument("--render", action="store_true", help="only rewrite docs/reproduction.md from --out")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/reproduction.md")
+    parser.add_argument("--list", action="store_true", help="print the row labels and exit")
+    parser.add_argument("--teachers-only", action="store_true", help="train (or load) the teachers and stop")
+    args = parser.parse_args(argv)
+    if args.list:
+        for row in ROWS:
+            print(f"{row.label}: {row.method} {row.params or ''}")
+        return 0
+    from gkd_search.errors import UsageError
+
+    try:
+        if not args.render:
+            rows = ROWS
+            if args.methods:
+                wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+                unknown = [m for m in wanted if m not in {r.label for r in ROWS}]
+                if unknown:
+                    raise UsageError(f"--methods: unknown row {unknown[0]!r} (see --list)")
+                rows = [r for r in ROWS if r.label in wanted]
+            seeds = parse_ints(args.seeds)
+            indices: list[Optional[int]] = parse_ints(args.split_index) if args.split == "full" else [None]
+            for dataset_text in args.dataset or ["cora", "pubmed"]:
+                for index in indices:
+                    if args.teachers_only:
+                        load_split(dataset_text, args.split, index, args.data_root, args.cache_dir, args.teacher)
+                    else:
+                        run_split(args, dataset_text, index, rows, seeds)
+            if args.teachers_only:
+                return 0
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = read_results(args.out)
+    if not args.no_doc and args.out.resolve() == RESULTS.resolve():
+        write_doc(report)
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,7 +238,7 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
         training["conv_weight_decay"] = config.conv_weight_decay
     probe = TrialSpec(family=family, num_layers=layers, hidden_channels=width, family_params=family_params,
                       training=training)
-    protocol = LatencyProtocol(repeats=20)
+    protocol = LatencyProtocol(repeats=30)
     from gkd_search.student import build_student
 
     student = build_student(probe, fam, dataset.num_features, dataset.num_classes)

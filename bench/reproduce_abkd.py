@@ -103,6 +103,8 @@ ROWS: list[Row] = [
     Row("abkd, no subspace", "abkd", {"subspace": False}),
     Row("abkd, one linear layer", "abkd", {"shared_projection": True}),
     Row("abkd, cosine", "abkd", {"distance": "cosine"}),
+    #: eq. 4's other reading: the norm over nodes as a mean (the default sums)
+    Row("abkd, node mean", "abkd", {"node_reduction": "mean"}),
     #: the formulation before issue 13 (softmax over teacher layers, per-node squared norm over
     #: the embedding dimension / d_a^2, node mean, the attention's projections), sampled as it was
     Row("abkd, previous formulation", "abkd", {"attention_axis": "teacher", "embedding_reduction": "norm",

@@ -105,6 +105,12 @@ ROWS: list[Row] = [
     Row("abkd, cosine", "abkd", {"distance": "cosine"}),
     #: eq. 4's other reading: the norm over nodes as a mean (the default sums)
     Row("abkd, node mean", "abkd", {"node_reduction": "mean"}),
+    #: beta: Table 10's best on Cora (1), and smaller values for eq. 4's sum over nodes
+    Row("abkd, beta 1", "abkd", {"beta": 1.0}),
+    Row("abkd, beta 0.1", "abkd", {"beta": 0.1}),
+    Row("abkd, beta 0.01", "abkd", {"beta": 0.01}),
+    #: Table 11's best d_a on Cora (87.45 at d_a 64)
+    Row("abkd, d_a 64", "abkd", {"d_a": 64}),
     #: the formulation before issue 13 (softmax over teacher layers, per-node squared norm over
     #: the embedding dimension / d_a^2, node mean, the attention's projections), sampled as it was
     Row("abkd, previous formulation", "abkd", {"attention_axis": "teacher", "embedding_reduction": "norm",
@@ -192,7 +198,13 @@ def load_split(dataset_text: str, split: str, split_index: Optional[int], data_r
 
 
 def read_results(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    report = json.loads(path.read_text()) if path.is_file() else {"rows": []}
+    for rec in report["rows"]:  # rows written before --student-dropout: the teacher's dropout
+        if "student_dropout" not in rec:
+            from gkd_search.teacher import TeacherConfig
+
+            rec["student_dropout"] = TeacherConfig.parse(rec["teacher"]).dropout
+    return report
 
 
 def write_results(path: Path, report: dict[str, Any]) -> None:
@@ -205,7 +217,7 @@ def write_results(path: Path, report: dict[str, Any]) -> None:
 
 
 def row_key(rec: dict[str, Any]) -> tuple:
-    return rec["graph"], rec["method"], rec["seed"], rec["epochs"]
+    return rec["graph"], rec["method"], rec["seed"], rec["epochs"], rec["student_dropout"]
 
 
 def row_params(row: Row, method) -> dict[str, Any]:
@@ -234,7 +246,8 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
     family, layers, width = STUDENT
     fam = registry.get("family", family)
     family_params = dict(config.family_params)
-    training = {"lr": config.lr, "weight_decay": config.weight_decay, "dropout": config.dropout,
+    dropout = config.dropout if args.student_dropout is None else args.student_dropout
+    training = {"lr": config.lr, "weight_decay": config.weight_decay, "dropout": dropout,
                 "epochs": args.epochs, "patience": args.epochs}
     if config.conv_weight_decay is not None:
         training["conv_weight_decay"] = config.conv_weight_decay
@@ -254,7 +267,7 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
         for row in rows:
             report = read_results(args.out)
             done = {row_key(r) for r in report["rows"]}
-            key = (dataset.name, row.label, seed, args.epochs)
+            key = (dataset.name, row.label, seed, args.epochs, dropout)
             if key in done:
                 continue
             method = registry.methods[row.method]
@@ -269,6 +282,7 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
                    "teacher_test_acc": teacher.test_acc, "teacher_val_acc": teacher.val_acc,
                    "teacher_params": teacher.num_params, "teacher": teacher.spec, "graph": dataset.name,
                    "method_name": row.method, "method_params": params, "epochs": args.epochs,
+                   "student_dropout": dropout,
                    "status": result.status, "error": result.error,
                    "seconds": round(time.perf_counter() - start, 2),
                    "sec_per_epoch": result.train_seconds_per_epoch}
@@ -287,11 +301,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and std of test accuracy (%) per (dataset, split, split_index, method)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["split"], r["split_index"], r["method"]), []).append(r)
+        groups.setdefault((r["dataset"], r["split"], r["split_index"], r["student_dropout"], r["method"]), []).append(r)
     out = []
-    for (ds, split, index, method), recs in groups.items():
+    for (ds, split, index, dropout, method), recs in groups.items():
         accs = [100 * r["test_acc"] for r in recs if r["status"] == "ok" and r["test_acc"] is not None]
-        out.append({"dataset": ds, "split": split, "split_index": index, "method": method, "n": len(accs),
+        out.append({"dataset": ds, "split": split, "split_index": index, "dropout": dropout, "method": method,
+                    "n": len(accs),
                     "failed": len(recs) - len(accs), "mean": statistics.fmean(accs) if accs else None,
                     "std": statistics.stdev(accs) if len(accs) > 1 else None,
                     "teacher": 100 * recs[0]["teacher_test_acc"], "params": recs[0]["params"],
@@ -299,7 +314,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "teacher_spec": recs[0].get("teacher"), "epochs": recs[0]["epochs"]})
     order = {r.label: i for i, r in enumerate(ROWS)}
     out.sort(key=lambda s: (s["dataset"], s["split"], -1 if s["split_index"] is None else s["split_index"],
-                            order.get(s["method"], 99)))
+                            s["dropout"], order.get(s["method"], 99)))
     return out
 
 
@@ -309,35 +324,65 @@ def _fmt(mean: Optional[float], std: Optional[float]) -> str:
     return f"{mean:.2f} ± {std:.2f}" if std is not None else f"{mean:.2f}"
 
 
+def sentence(s: dict[str, Any], ref: Optional[tuple], ours_gain: Optional[float],
+             paper_gain: Optional[float]) -> str:
+    """One generated sentence: how far from the paper, and whether its gain over ``none`` holds."""
+    if s["mean"] is None:
+        return "no finished run"
+    parts = []
+    if ref:
+        gap = s["mean"] - ref[0]
+        spread = max(s["std"] or 0.0, ref[1] or 0.0, 0.5)
+        parts.append(f"{abs(gap):.1f} points {'above' if gap > 0 else 'below'} the paper"
+                     + (" (within the spread)" if abs(gap) <= 2 * spread else ""))
+    if s["method"] == "none":
+        return "; ".join(parts) or "the baseline"
+    if ours_gain is not None:
+        noise = 2 * (s["std"] or 0.0)
+        verdict = ("no measurable effect" if abs(ours_gain) <= max(noise, 1.0)
+                   else f"{'helps' if ours_gain > 0 else 'hurts'} ({ours_gain:+.1f})")
+        if paper_gain is not None:
+            same = (paper_gain > 1.0 and ours_gain > max(noise, 1.0)) or (abs(paper_gain) <= 1.0 and abs(ours_gain) <= max(noise, 1.0))
+            verdict += f"; the paper's {paper_gain:+.1f} over the student {'holds' if same else 'does not reproduce'}"
+        parts.append(verdict)
+    return "; ".join(parts)
+
+
 def render(report: dict[str, Any]) -> str:
     rows = report.get("rows", [])
     summary = summarise(rows)
+    if not summary:
+        return "\n".join([START, "", "No finished run yet.", "", END])
     lines = [START, "", f"Generated by `python bench/reproduce_abkd.py --render` from "
              f"`bench/results/reproduce_abkd.json` ({len(rows)} runs; {report.get('machine', '?')}).", ""]
-    keys = sorted({(s["dataset"], s["split"], s["split_index"]) for s in summary},
-                  key=lambda k: (k[1] != "full", k[0], -1 if k[2] is None else k[2]))
-    for ds, split, index in keys:
-        part = [s for s in summary if (s["dataset"], s["split"], s["split_index"]) == (ds, split, index)]
+    keys = sorted({(s["dataset"], s["split"], s["split_index"], s["dropout"]) for s in summary},
+                  key=lambda k: (k[1] != "full", k[0], -1 if k[2] is None else k[2], k[3]))
+    for ds, split, index, dropout in keys:
+        part = [s for s in summary if (s["dataset"], s["split"], s["split_index"], s["dropout"]) == (ds, split, index, dropout)]
         paper = PAPER.get(ds, {})
         base = next((s for s in part if s["method"] == "none"), None)
         first = part[0]
         ratio = first["teacher_params"] / first["params"] if first.get("teacher_params") else None
         where = f"Geom-GCN split {index} (60/20/20)" if split == "full" else "public Planetoid split"
-        lines += [f"### {ds}, {where}", "",
+        lines += [f"### {ds}, {where}, student dropout {dropout:g}", "",
                   f"Teacher `{first['teacher_spec']}` on `{first['graph']}`: test **{first['teacher']:.2f}**"
                   + (f" (paper {paper['teacher']:.2f})" if paper else "") + f"; {first['teacher_params']:,} parameters. "
                   f"Student `gcnii-4x4`: **{first['params']:,}** parameters"
                   + (f" (paper {paper['student_params']:,})" if paper else "")
                   + (f", compression **{ratio:.1f}x**" if ratio else "")
                   + (f" (paper {paper['ratio']}x)" if paper else "") + f"; {first['epochs']} epochs.", "",
-                  "| method | ours (mean ± std, %) | seeds | vs none | paper |", "|---|---|---|---|---|"]
+                  "| method | ours (mean ± std, %) | seeds | ours - none | paper | paper - none | what agrees, what does not |",
+                  "|---|---|---|---|---|---|---|"]
+        paper_none = paper.get("none", (None, None))[0]
         for s in part:
-            delta = (f"{s['mean'] - base['mean']:+.2f}" if base and base["mean"] is not None and s["mean"] is not None
-                     else "")
+            ours_gain = (s["mean"] - base["mean"] if base and base["mean"] is not None and s["mean"] is not None
+                         else None)
             ref = paper.get(s["method"])
-            ref_text = _fmt(*ref) if ref else ""
+            paper_gain = ref[0] - paper_none if ref and paper_none is not None else None
             n = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")
-            lines.append(f"| {s['method']} | {_fmt(s['mean'], s['std'])} | {n} | {delta} | {ref_text} |")
+            lines.append(f"| {s['method']} | {_fmt(s['mean'], s['std'])} | {n} | "
+                         f"{'' if ours_gain is None else f'{ours_gain:+.2f}'} | {_fmt(*ref) if ref else ''} | "
+                         f"{'' if paper_gain is None else f'{paper_gain:+.2f}'} | {sentence(s, ref, ours_gain, paper_gain)} |")
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
@@ -350,6 +395,30 @@ def write_doc(report: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------- main
+
+
+def parse_labels(text: str) -> list[str]:
+    """Row labels separated by ``;`` or ``,`` (labels such as "abkd, beta 1" contain a comma:
+    pieces are joined until they name a row)."""
+    from gkd_search.errors import UsageError
+
+    labels = {r.label for r in ROWS}
+    out: list[str] = []
+    for chunk in text.split(";"):
+        pieces = chunk.split(",")
+        i = 0
+        while i < len(pieces):
+            for j in range(len(pieces), i, -1):  # the longest run of pieces that names a row
+                label = ",".join(pieces[i:j]).strip()
+                if label in labels:
+                    out.append(label)
+                    i = j
+                    break
+            else:
+                if pieces[i].strip():
+                    raise UsageError(f"--methods: unknown row {pieces[i].strip()!r} (see --list)")
+                i += 1
+    return out
 
 
 def parse_ints(text: str) -> list[int]:
@@ -372,9 +441,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="public: the dataset's own split; full: the ten 60/20/20 Geom-GCN splits")
     parser.add_argument("--split-index", default="0", help="Geom-GCN splits to run with --split full, e.g. 0,1 or 0-9")
     parser.add_argument("--seeds", default="0,1,2,3,4")
-    parser.add_argument("--methods", help="comma-separated row labels to run (default: every row); see --list")
+    parser.add_argument("--methods", help="row labels to run, separated by ';' or ',' (default: every row); see --list")
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--teacher", help="override the teacher spec (FAMILY:LAYERS:HIDDEN[:k=v])")
+    parser.add_argument("--student-dropout", type=float, help="the student's dropout (default: the teacher's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache-dir", type=Path, default=default_cache())
     parser.add_argument("--render", action="store_true", help="only rewrite docs/reproduction.md from --out")
@@ -392,10 +462,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not args.render:
             rows = ROWS
             if args.methods:
-                wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-                unknown = [m for m in wanted if m not in {r.label for r in ROWS}]
-                if unknown:
-                    raise UsageError(f"--methods: unknown row {unknown[0]!r} (see --list)")
+                wanted = parse_labels(args.methods)
                 rows = [r for r in ROWS if r.label in wanted]
             seeds = parse_ints(args.seeds)
             indices: list[Optional[int]] = parse_ints(args.split_index) if args.split == "full" else [None]

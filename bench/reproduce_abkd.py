@@ -294,6 +294,64 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
             print(f"[{dataset.name}] {row.label:28s} seed {seed}: test {acc} ({rec['seconds']:.0f} s)", flush=True)
 
 
+def run_dynamics(args, dataset_text: str, labels: list[str], steps: int = 200) -> list[dict[str, Any]]:
+    """The first ``steps`` full-batch steps of seed 0 for the rows ``labels`` (Adam lr 0.01, the
+    split's weight decay, the student dropout): the cross-entropy, the distillation term, the
+    validation accuracy and the largest second-moment estimate Adam holds for a student weight.
+    Shows why eq. 4's term stalls the student (docs/reproduction.md)."""
+    import torch
+
+    from gkd_search.distill.loop import TrainingSettings, make_optimizer
+    from gkd_search.methods._common import supervised_cross_entropy
+    from gkd_search.types import DistillationBatch, DistillationContext
+
+    registry, _, dataset, teacher, config = load_split(dataset_text, args.split, None, args.data_root, args.cache_dir,
+                                                       args.teacher)
+    data = dataset.data
+    fam = registry.get("family", STUDENT[0])
+    dropout = config.dropout if args.student_dropout is None else args.student_dropout
+    out = []
+    for label in labels:
+        row = next(r for r in ROWS if r.label == label)
+        method = registry.methods[row.method]
+        torch.manual_seed(0)
+        model = fam.build(dataset.num_features, dataset.num_classes, STUDENT[1], STUDENT[2], dropout=dropout,
+                          **dict(config.family_params))
+        dims = [int(h.size(-1)) for h in model(data.x, data.edge_index).hidden]
+        ctx = DistillationContext(num_classes=dataset.num_classes, student_family=STUDENT[0], student_uses_graph=True,
+                                  student_hidden_dims=dims, teacher_hidden_dims=[int(h.size(-1)) for h in teacher.hidden],
+                                  x=data.x, edge_index=data.edge_index, structural_losses=registry.losses, seed=0)
+        from gkd_search.distill.objective import build_objective
+
+        torch.manual_seed(0)
+        loss = build_objective(method, row_params(row, method), ctx)
+        batch = DistillationBatch(y=data.y, train_mask=data.train_mask, teacher_logits=teacher.logits,
+                                  teacher_hidden=list(teacher.hidden), edge_index=data.edge_index)
+        settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay,
+                                    conv_weight_decay=config.conv_weight_decay)
+        optimizer = make_optimizer(model, settings, loss.parameters())
+        student_params = set(model.parameters())
+        for step in range(steps):
+            model.train()
+            optimizer.zero_grad()
+            output = model(data.x, data.edge_index)
+            ce = supervised_cross_entropy(output.logits, data.y, data.train_mask)
+            total = loss(output, batch)
+            total.backward()
+            optimizer.step()
+            if step in (0, 5, 10, 20, 50, 100, steps - 1):
+                with torch.no_grad():
+                    model.eval()
+                    pred = model(data.x, data.edge_index).logits.argmax(-1)
+                    val = float((pred[data.val_mask] == data.y[data.val_mask]).float().mean())
+                second = max(float(optimizer.state[p]["exp_avg_sq"].max()) for p in student_params if p in optimizer.state)
+                out.append({"row": label, "step": step, "ce": float(ce), "distillation": float(total - ce),
+                            "val_acc": val, "adam_second_moment_max": second})
+                print(f"[dynamics] {label:20s} step {step:3d}: ce {float(ce):.3f} distillation "
+                      f"{float(total - ce):.3g} val {val:.3f} Adam v max {second:.2g}", flush=True)
+    return out
+
+
 # -------------------------------------------------------------------------------------- report
 
 
@@ -451,6 +509,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/reproduction.md")
     parser.add_argument("--list", action="store_true", help="print the row labels and exit")
     parser.add_argument("--teachers-only", action="store_true", help="train (or load) the teachers and stop")
+    parser.add_argument("--dynamics", action="store_true",
+                        help="log the first 200 steps of none, abkd and abkd at beta 0.1 (seed 0) into --out")
     args = parser.parse_args(argv)
     if args.list:
         for row in ROWS:
@@ -466,6 +526,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows = [r for r in ROWS if r.label in wanted]
             seeds = parse_ints(args.seeds)
             indices: list[Optional[int]] = parse_ints(args.split_index) if args.split == "full" else [None]
+            if args.dynamics:
+                labels = rows if args.methods else ["none", "abkd, beta 0.1", "abkd"]
+                labels = [r.label if isinstance(r, Row) else r for r in labels]
+                trace = run_dynamics(args, (args.dataset or ["cora"])[0], labels)
+                report = read_results(args.out)
+                report["dynamics"] = {"dataset": (args.dataset or ["cora"])[0], "split": args.split,
+                                      "student_dropout": args.student_dropout, "steps": trace}
+                write_results(args.out, report)
+                return 0
             for dataset_text in args.dataset or ["cora", "pubmed"]:
                 for index in indices:
                     if args.teachers_only:

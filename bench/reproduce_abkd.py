@@ -383,14 +383,16 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["dataset"], r["split"], r["split_index"], r["student_dropout"], r["method"]), []).append(r)
     out = []
     for (ds, split, index, dropout, method), recs in groups.items():
-        accs = [100 * r["test_acc"] for r in recs if r["status"] == "ok" and r["test_acc"] is not None]
+        ok = [r for r in recs if r["status"] == "ok" and r["test_acc"] is not None]
+        accs = [100 * r["test_acc"] for r in ok]
         out.append({"dataset": ds, "split": split, "split_index": index, "dropout": dropout, "method": method,
                     "n": len(accs),
                     "failed": len(recs) - len(accs), "mean": statistics.fmean(accs) if accs else None,
                     "std": statistics.stdev(accs) if len(accs) > 1 else None,
                     "teacher": 100 * recs[0]["teacher_test_acc"], "params": recs[0]["params"],
                     "teacher_params": recs[0].get("teacher_params"), "graph": recs[0]["graph"],
-                    "teacher_spec": recs[0].get("teacher"), "epochs": recs[0]["epochs"]})
+                    "teacher_spec": recs[0].get("teacher"), "epochs": recs[0]["epochs"],
+                    "by_seed": {r["seed"]: 100 * r["test_acc"] for r in ok}})
     order = {r.label: i for i, r in enumerate(ROWS)}
     out.sort(key=lambda s: (s["dataset"], s["split"], -1 if s["split_index"] is None else s["split_index"],
                             s["dropout"], order.get(s["method"], 99)))
@@ -417,12 +419,18 @@ def sentence(s: dict[str, Any], ref: Optional[tuple], ours_gain: Optional[float]
     if s["method"] == "none":
         return "; ".join(parts) or "the baseline"
     if ours_gain is not None:
-        noise = 2 * (s["std"] or 0.0)
+        # measurable: beyond 2 standard errors of the paired (same-seed) differences and 1 point
+        noise = 2 * s["paired_se"] if s.get("paired_se") is not None else 2 * (s["std"] or 0.0)
         verdict = ("no measurable effect" if abs(ours_gain) <= max(noise, 1.0)
                    else f"{'helps' if ours_gain > 0 else 'hurts'} ({ours_gain:+.1f})")
         if paper_gain is not None:
-            same = (paper_gain > 1.0 and ours_gain > max(noise, 1.0)) or (abs(paper_gain) <= 1.0 and abs(ours_gain) <= max(noise, 1.0))
-            verdict += f"; the paper's {paper_gain:+.1f} over the student {'holds' if same else 'does not reproduce'}"
+            measurable = abs(ours_gain) > max(noise, 1.0)
+            if paper_gain > 1.0:
+                verdict += (f"; the paper's {paper_gain:+.1f} over the student reproduces in sign"
+                            if measurable and ours_gain > 0 else f"; the paper's {paper_gain:+.1f} over the student does not reproduce")
+            else:
+                verdict += (f"; as in the paper ({paper_gain:+.1f})" if not measurable
+                            else f"; the paper saw {paper_gain:+.1f}")
         parts.append(verdict)
     return "; ".join(parts)
 
@@ -461,12 +469,17 @@ def render(report: dict[str, Any]) -> str:
                   + (f" (paper {paper['student_params']:,})" if paper else "")
                   + (f", compression **{ratio:.1f}x**" if ratio else "")
                   + (f" (paper {paper['ratio']}x)" if paper else "") + f"; {first['epochs']} epochs.", "",
+                  "`ours - none`: the mean over the row's seeds of its accuracy minus `none`'s with the same seed "
+                  "(the same initial weights); an effect is called measurable beyond two standard errors of "
+                  "these paired differences and 1 point.", "",
                   "| method | ours (mean ± std, %) | seeds | ours - none | paper | paper - none | what agrees, what does not |",
                   "|---|---|---|---|---|---|---|"]
         paper_none = paper.get("none", (None, None))[0]
         for s in part:
-            ours_gain = (s["mean"] - base["mean"] if base and base["mean"] is not None and s["mean"] is not None
-                         else None)
+            common = sorted(set(s["by_seed"]) & set(base["by_seed"])) if base else []
+            diffs = [s["by_seed"][k] - base["by_seed"][k] for k in common]
+            ours_gain = statistics.fmean(diffs) if diffs else None
+            s["paired_se"] = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
             ref = paper.get(s["method"])
             paper_gain = ref[0] - paper_none if ref and paper_none is not None else None
             n = f"{s['n']}" + (f" ({s['failed']} failed)" if s["failed"] else "")

@@ -86,8 +86,9 @@ def write_results(path: Path, report: dict[str, Any]) -> None:
 def run_mlp(datasets: list[str], seeds: list[int], data_root: Path, cache: Path, out: Path) -> None:
     import torch
 
-    from gkd_search.latency import LatencyProtocol
+    from gkd_search.latency import LatencyBench, LatencyProtocol
     from gkd_search.registry import build_registry, get_plugin_manager
+    from gkd_search.student import build_student
     from gkd_search.teacher import TeacherConfig, get_teacher
     from gkd_search.trial import TrialContext, run_trial
     from gkd_search.types import TrialSpec
@@ -100,15 +101,20 @@ def run_mlp(datasets: list[str], seeds: list[int], data_root: Path, cache: Path,
         config = TeacherConfig.parse(spec.default_teacher)
         _, teacher = get_teacher(dataset, config, registry.get("family", config.family), seed=0, cache_dir=cache)
         print(f"[{name}] teacher {teacher.spec}: test {teacher.test_acc:.4f}", flush=True)
+        family, layers, width = STUDENT
+        probe = TrialSpec(family=family, num_layers=layers, hidden_channels=width, training=dict(TRAINING))
+        protocol = LatencyProtocol(repeats=30)
+        fam = registry.get("family", family)
+        model = build_student(probe, fam, dataset.num_features, dataset.num_classes)
+        latency = {probe.architecture_key(): LatencyBench(dataset, protocol).measure(model, fam.num_hops(layers))}
         ctx = TrialContext(dataset=dataset, teacher=teacher, families=registry.families, methods=registry.methods,
-                           latency={}, budget_ms=float("inf"), protocol=LatencyProtocol(repeats=30),
+                           latency=latency, budget_ms=float("inf"), protocol=protocol,
                            structural_losses=registry.losses, cache_dir=cache / "methods")
         for seed in seeds:
             for label, (method, params) in MLP_ROWS.items():
                 report = read_results(out)
                 if any((r["dataset"], r["method"], r["seed"]) == (name, label, seed) for r in report["mlp"]):
                     continue
-                family, layers, width = STUDENT
                 trial = TrialSpec(family=family, num_layers=layers, hidden_channels=width, method=method,
                                   method_params=dict(params), training=dict(TRAINING), seed=seed)
                 result = run_trial(trial, ctx, f"{name}-{label}-{seed}")

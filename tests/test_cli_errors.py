@@ -174,6 +174,9 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     (["--dataset", "synthetic:homophily=high"], "synthetic: homophily='high' is not a number"),
     (["--dataset", "synthetic:colour=red"], "synthetic: unknown option 'colour' (known: nodes, edges, features, classes, homophily)"),
     (["--dataset", "photo:scale=2"], "photo: unknown option 'scale' (known: none)"),
+    (["--dataset", "cora:split=geom-gcn,split_index=12"], "cora: split_index=12 is out of range"),
+    (["--dataset", "pubmed:split=geom-gcn,split_index=x"], "pubmed: split_index='x' is not an integer"),
+    (["--dataset", "cora:split=full"], "cora: split='full' is not one of public, geom-gcn"),
 ])
 def test_large_graph_options_are_checked(sandbox, capsys, args, fragment):
     code, out, err = run_cli(args, capsys)

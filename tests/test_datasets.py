@@ -224,3 +224,59 @@ def test_cora_row_normalised_features(gkd_registry, tmp_path):
         spec.load(SHARED_DATA, tmp_path, seed=0, normalize_features="maybe")
     with pytest.raises(UsageError, match="cora: unknown option 'scale'"):
         spec.load(SHARED_DATA, tmp_path, seed=0, scale="2")
+
+
+# ------------------------------------------------------------------------------ Geom-GCN splits
+
+
+@needs_cora
+@pytest.mark.parametrize("index", [0, 7])
+def test_cora_geom_gcn_split_is_the_npz_masks(gkd_registry, tmp_path, index):
+    import numpy as np
+
+    spec = gkd_registry.get("dataset", "cora")
+    ds = spec.load(SHARED_DATA, tmp_path, seed=0, split="geom-gcn", split_index=index)
+    public = spec.load(SHARED_DATA, tmp_path, seed=0)
+    assert ds.name == f"cora-geom-gcn-{index}"
+    with np.load(SHARED_DATA / "Cora" / "geom-gcn-splits" / f"cora_split_0.6_0.2_{index}.npz") as z:
+        for key in ("train_mask", "val_mask", "test_mask"):
+            assert torch.equal(getattr(ds.data, key), torch.from_numpy(z[key].astype(bool)))
+    check_split(ds.data)
+    assert int(ds.data.train_mask.sum()) > 1000  # 60 %, not the public 140
+    assert torch.equal(ds.data.x, public.data.x) and torch.equal(ds.data.edge_index, public.data.edge_index)
+    assert ds.fingerprint() != public.fingerprint()
+    # staged into the cache; the data root only read
+    assert (tmp_path / "Cora" / "geom-gcn-splits" / f"cora_split_0.6_0.2_{index}.npz").is_file()
+
+
+@needs_cora
+def test_geom_gcn_splits_differ_and_combine_with_row_normalisation(gkd_registry, tmp_path):
+    spec = gkd_registry.get("dataset", "cora")
+    a = spec.load(SHARED_DATA, tmp_path, seed=0, split="geom-gcn", split_index=0)
+    b = spec.load(SHARED_DATA, tmp_path, seed=0, split="geom-gcn", split_index=1, normalize_features=True)
+    assert b.name == "cora-rownorm-geom-gcn-1"
+    assert not torch.equal(a.data.train_mask, b.data.train_mask) and a.fingerprint() != b.fingerprint()
+    assert sorted(p.name for p in (tmp_path / "Cora" / "geom-gcn-splits").iterdir()) == [
+        "cora_split_0.6_0.2_0.npz", "cora_split_0.6_0.2_1.npz"]
+
+
+@needs_cora
+@pytest.mark.parametrize("options, message", [
+    ({"split": "geom-gcn", "split_index": 10}, "cora: split_index=10 is out of range: the Geom-GCN splits are numbered 0 to 9"),
+    ({"split": "geom-gcn", "split_index": -1}, "cora: split_index=-1 is out of range"),
+    ({"split": "geom-gcn", "split_index": "two"}, "cora: split_index='two' is not an integer (0 to 9)"),
+    ({"split_index": 3}, "cora: split_index=3 needs split=geom-gcn (e.g. cora:split=geom-gcn,split_index=3)"),
+    ({"split": "random"}, "cora: split='random' is not one of public, geom-gcn"),
+])
+def test_bad_geom_gcn_options_are_usage_errors(gkd_registry, tmp_path, options, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        gkd_registry.get("dataset", "cora").load(SHARED_DATA, tmp_path, seed=0, **options)
+
+
+@needs_cora
+def test_missing_split_file_names_file_and_folder(gkd_registry, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(SHARED_DATA / "Cora" / "raw", root / "Cora" / "raw")
+    with pytest.raises(DataMissingError, match=re.escape(
+            f"put cora_split_0.6_0.2_4.npz in {root / 'Cora' / 'geom-gcn-splits'}/")):
+        gkd_registry.get("dataset", "cora").load(root, tmp_path / "cache", seed=0, split="geom-gcn", split_index=4)

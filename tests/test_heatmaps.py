@@ -35,8 +35,8 @@ def test_trial_logs_attention_heatmaps_before_and_after(method, names, gkd_regis
     assert set(result.matrices) == {f"{n}_{w}" for n in names for w in ("before", "after")}
     attention = result.matrices["attention_before"]
     assert len(attention) == len(teacher.hidden) and len(attention[0]) == 3  # teacher rows, student columns
-    for column in zip(*attention):  # each student layer spreads one unit of attention
-        assert sum(column) == pytest.approx(1.0, abs=1e-5)
+    for row in attention:  # each teacher layer spreads one unit of attention over the student layers (eq. 3)
+        assert sum(row) == pytest.approx(1.0, abs=1e-5)
     assert result.matrices["attention_after"] != attention  # training moved the attention
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

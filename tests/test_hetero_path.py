@@ -81,7 +81,9 @@ def test_rgcn_teacher_uses_the_relations(hetero, gkd_registry):
 @pytest.mark.parametrize("method, params", [
     ("softkd", {"tau": 2.0, "alpha": 0.5}),
     ("fitnets", {"beta": 0.1, "hints": "all"}),
-    ("abkd", {"beta": 10.0, "d_a": 32}),
+    # eq. 4 sums over the nodes: at the paper's beta = 10 the term swamps the cross-entropy of
+    # this small student (test accuracy 0.67); docs/reproduction.md measures the same on Cora
+    ("abkd", {"beta": 0.1, "d_a": 32}),
 ])
 def test_rgcn_students_distil_on_the_target_type(hetero, gkd_registry, method, params, tmp_path):
     dataset, teacher = hetero

@@ -3,7 +3,12 @@ sampling, against values worked out independently in numpy.
 
 A toy structural loss defined here (``1.5 * mean over edges of (s_u.s_v - t_u.t_v)^2``, with a
 trainable scale) makes the structural dissimilarity computable by hand; the real G-CRD/LSP/GSP
-losses are run at the end.
+losses are run at the end. As ``stride.txt`` reads (see the module docstring):
+
+    D = D_emb + D_struct,  L = CE + beta * mean_ij (A o D)_ij = CE + beta * sum_ij A_ij D_ij / (Lt Ls)
+
+with ABKD's attention (rows over student layers) and eq. 4, and the structural loss on features
+projected by one structural projection per network (``QT``, ``QS``), without ``P``.
 """
 
 from __future__ import annotations
@@ -11,21 +16,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hand_values import hand_ce, hand_eq5, hand_norm_dissimilarity
 from test_method_abkd import (
     BETA,
-    S1,
     S2,
-    T1,
-    T2,
+    STUDENT,
+    TEACHER,
     TRAIN,
     WS,
     WT,
     P,
     Y,
     context,
-    hand_attention,
-    hand_ce,
-    hand_dissimilarity,
+    hand_a,
+    hand_d,
     set_known_weights,
     tiny_batch,
     tiny_student,
@@ -44,6 +48,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 EDGES = [[0, 1, 2, 2], [1, 2, 0, 1]]  # (source, target) pairs
 TOY_SCALE = 1.5
+QT = np.array([[0.6, -0.2], [0.3, 0.9], [-0.4, 0.5]])  # the structural projection of the teacher network
+QS = np.array([[1.2, 0.1], [-0.3, 0.7]])  # and of the student network
+PAIRS = 4  # Lt x Ls
 
 
 class ToyModule(StructuralLossModule):
@@ -69,10 +76,25 @@ def hand_structure(teacher, student, wt, ws, edges):
     d = np.zeros((len(teacher), len(student)))
     for i, (t, w_t) in enumerate(zip(teacher, wt)):
         for j, (s, w_s) in enumerate(zip(student, ws)):
-            tp, sp = np.array(t) @ w_t, np.array(s) @ w_s
+            t, s = np.array(t), np.array(s)
+            tp, sp = t @ w_t[: t.shape[1]], s @ w_s[: s.shape[1]]  # a narrower layer: the first rows
             gaps = [(sp[u] @ sp[v] - tp[u] @ tp[v]) ** 2 for u, v in zip(*edges)]
             d[i, j] = TOY_SCALE * sum(gaps) / len(gaps)
     return d
+
+
+def set_stride_weights(loss, qt=QT, qs=QS):
+    """The ABKD weights of the test, and ``QT``/``QS`` in the structural projections."""
+    set_known_weights(loss.layers)
+    if loss.teacher_struct is not None:
+        with torch.no_grad():
+            for proj, mat in ((loss.teacher_struct, qt), (loss.student_struct, qs)):
+                proj.weight.zero_()
+                proj.weight[0, : mat.shape[0]] = torch.tensor(mat, dtype=torch.float32)
+
+
+def hand_ds(qt=QT, qs=QS):
+    return hand_structure(TEACHER, STUDENT, [qt, qt], [qs, qs], EDGES)
 
 
 def build(gkd_registry, seed=0, teacher_dims=(3, 2), student_dims=(2, 2), **params):
@@ -94,11 +116,9 @@ def batch_with_edges():
 
 def test_s_stride_is_the_attention_weighted_structural_dissimilarity(gkd_registry):
     loss = build(gkd_registry, variant="s-stride")
-    set_known_weights(loss.layers)
+    set_stride_weights(loss)
     out, _ = tiny_student()
-    a = hand_attention([T1, T2], [S1, S2], WT, WS, 2)
-    ds = hand_structure([T1, T2], [S1, S2], WT, WS, EDGES)
-    expected = hand_ce(S2, Y, TRAIN) + BETA * float((a * ds).sum()) / 2
+    expected = hand_ce(S2, Y, TRAIN) + BETA * float((hand_a() * hand_ds()).sum()) / PAIRS
     assert loss(out, batch_with_edges()).item() == pytest.approx(expected, rel=1e-5)
     # the embedding dissimilarity (which P enters) plays no part
     with torch.no_grad():
@@ -106,15 +126,12 @@ def test_s_stride_is_the_attention_weighted_structural_dissimilarity(gkd_registr
     assert loss(out, batch_with_edges()).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_e_stride_is_abkd_with_the_same_weights(gkd_registry):
+def test_e_stride_is_abkd_eq4_under_the_mean_over_pairs(gkd_registry):
     """Same seed, same layer shapes: e-stride and ABKD build the same projections and draw the
-    same node and teacher-layer samples, so the objectives are equal (deep teacher, sampling on)."""
+    same node and teacher-layer samples (deep teacher, sampling on). With ``pair_reduction="abkd"``
+    the objectives are equal; with the default mean over all pairs the term is ABKD's / Lt."""
     dims_t, dims_s = [4] * 9 + [3], [5, 3]
-    params = {"beta": 4.0, "d_a": 8, "node_sample": 6, "layer_sample": 3, "teacher_scale": "rms"}
-    stride = build(gkd_registry, 0, dims_t, dims_s, variant="e-stride", **params)
-    assert stride.structural is None
-    torch.manual_seed(0)
-    abkd = gkd_registry.get("method", "abkd").build_loss(params, context(dims_t, dims_s))
+    params = {"beta": 4.0, "d_a": 8, "node_sample": 6, "layer_sample": 3, "teacher_scale": "raw"}
     gen = torch.Generator().manual_seed(1)
     teacher = [torch.randn(10, d, generator=gen) for d in dims_t]
     student = [torch.randn(10, d, generator=gen) for d in dims_s]
@@ -123,26 +140,59 @@ def test_e_stride_is_abkd_with_the_same_weights(gkd_registry):
                               teacher_logits=teacher[-1], teacher_hidden=teacher,
                               edge_index=torch.randint(0, 10, (2, 30), generator=gen))
     out = ModelOutput(logits=student[-1], hidden=student)
-    for seed in range(3):
-        torch.manual_seed(seed)
-        v_stride = stride(out, batch)
-        torch.manual_seed(seed)
-        v_abkd = abkd(out, batch)
-        assert v_stride.item() == pytest.approx(v_abkd.item(), rel=1e-6)
+    torch.manual_seed(0)
+    abkd = gkd_registry.get("method", "abkd").build_loss(params, context(dims_t, dims_s))
+    for reduction, factor in (("abkd", 1.0), ("mean", 1.0 / len(dims_t))):
+        stride = build(gkd_registry, 0, dims_t, dims_s, variant="e-stride", pair_reduction=reduction, **params)
+        assert stride.structural is None
+        for seed in range(3):
+            torch.manual_seed(seed)
+            v_stride = stride.distillation_term(out, batch)
+            torch.manual_seed(seed)
+            v_abkd = abkd.distillation_term(out, batch)
+            assert v_stride.item() == pytest.approx(factor * v_abkd.item(), rel=1e-5)
 
 
-def test_stride_is_the_sum_of_both_dissimilarities(gkd_registry):
+def test_stride_is_the_mean_over_pairs_of_both_dissimilarities(gkd_registry):
     out, _ = tiny_student()
     values = {}
     for variant in ("stride", "e-stride", "s-stride"):
         loss = build(gkd_registry, variant=variant)
-        set_known_weights(loss.layers)
+        set_stride_weights(loss)
         values[variant] = loss(out, batch_with_edges()).item()
     ce = hand_ce(S2, Y, TRAIN)
     assert values["stride"] - ce == pytest.approx((values["e-stride"] - ce) + (values["s-stride"] - ce), rel=1e-5)
-    a = hand_attention([T1, T2], [S1, S2], WT, WS, 2)
-    d = hand_dissimilarity([T1, T2], [S1, S2], WT, WS, P, 2) + hand_structure([T1, T2], [S1, S2], WT, WS, EDGES)
-    assert values["stride"] == pytest.approx(ce + BETA * float((a * d).sum()) / 2, rel=1e-5)
+    d = hand_d() + hand_ds()
+    assert values["stride"] == pytest.approx(ce + BETA * float((hand_a() * d).sum()) / PAIRS, rel=1e-5)
+    # ABKD's eq. 5 as the other reading: the sum over teacher layers, the mean over student layers
+    loss = build(gkd_registry, pair_reduction="abkd")
+    set_stride_weights(loss)
+    assert loss(out, batch_with_edges()).item() == pytest.approx(ce + BETA * hand_eq5(hand_a(), d), rel=1e-5)
+
+
+def test_modified_stride_aligns_the_last_pair_only(gkd_registry):
+    loss = build(gkd_registry, last_layer_only=True)
+    set_stride_weights(loss)
+    out, _ = tiny_student()
+    batch = batch_with_edges()
+    d = hand_d() + hand_ds()
+    expected = hand_ce(S2, Y, TRAIN) + BETA * d[1, 1] / PAIRS
+    assert loss(out, batch).item() == pytest.approx(expected, rel=1e-5)
+    batch.teacher_hidden[0] = batch.teacher_hidden[0] * 10.0  # the first teacher layer no longer matters
+    assert loss(out, batch).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_previous_formulation_uses_the_attention_maps_for_structure(gkd_registry):
+    """Before issue 13: softmax over teacher layers, ABKD's squared-norm D, the attention's maps
+    for the structural features, ``sum_ij A_ij D_ij / Ls``."""
+    loss = build(gkd_registry, attention_axis="teacher", embedding_reduction="norm", node_reduction="mean",
+                 dissimilarity_projection="attention", structure_projection="attention", pair_reduction="abkd")
+    assert loss.teacher_struct is None
+    set_stride_weights(loss)
+    out, _ = tiny_student()
+    d = hand_norm_dissimilarity(TEACHER, STUDENT, WT, WS, P, 2) + hand_structure(TEACHER, STUDENT, WT, WS, EDGES)
+    expected = hand_ce(S2, Y, TRAIN) + BETA * hand_eq5(hand_a("teacher"), d)
+    assert loss(out, batch_with_edges()).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_gradients_reach_student_projections_and_the_structural_loss(gkd_registry):
@@ -151,7 +201,8 @@ def test_gradients_reach_student_projections_and_the_structural_loss(gkd_registr
     loss(out, batch_with_edges()).backward()
     assert s1.grad is not None and s1.grad.abs().sum() > 0
     names = {n for n, p in loss.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
-    assert {"layers.teacher_proj.weight", "layers.student_proj.weight", "layers.subspace",
+    assert {"layers.teacher_proj.weight", "layers.student_proj.weight", "layers.teacher_dis.weight",
+            "layers.student_dis.weight", "layers.subspace", "teacher_struct.weight", "student_struct.weight",
             "structural.scale"} <= names
 
 
@@ -234,4 +285,8 @@ def test_default_space(gkd_registry):
     space = method.hyperparameters
     assert space["structure"].default == "gcrd" and space["variant"].default == "stride"
     assert space["beta"].default == pytest.approx(0.1 ** 0.5) and space["d_a"].default == 256
+    assert (space["pair_reduction"].default, space["structure_projection"].default, space["attention_axis"].default,
+            space["embedding_reduction"].default, space["node_reduction"].default) == (
+        "mean", "network", "student", "mean", "sum")
+    assert space["last_layer_only"].default is False and space["variant"].allowed == ("stride", "e-stride", "s-stride")
     assert method.requires == {"logits", "hidden"}

@@ -393,7 +393,7 @@ def test_sgc_needs_no_width_and_a_space_teacher_must_be_text(tmp_path, gkd_regis
 @pytest.mark.parametrize("body, message", [
     ("abkd: {distance: manhattan}", "methods.abkd.distance: 'manhattan' is not one of 'euclidean', 'cosine'"),
     ("stride: {variant: [stride, x-stride]}", "methods.stride.variant: 'x-stride' is not one of 'stride', 'e-stride', 's-stride'"),
-    ("abkd: {node_sample: many}", "methods.abkd.node_sample: 'many' is not an integer (the default is 256)"),
+    ("abkd: {node_sample: many}", "methods.abkd.node_sample: 'many' is not an integer (the default is 0)"),
     ("abkd: {last_layer_only: 1}", "methods.abkd.last_layer_only: 1 is not a boolean (the default is False)"),
     ("abkd: {distance: {low: 1, high: 2}}", "methods.abkd.distance: this option takes one value or a list of values"),
 ])

@@ -31,30 +31,50 @@ def stage_raw_files(root: Path, folder: str, files: Sequence[str], cache_dir: Pa
     Raises:
         DataMissingError: naming the missing files and where to put them.
     """
-    source = root / folder / "raw"
+    target = cache_dir / folder / "raw"
+    if not _staged(root / folder / "raw", files, target, hint, folder, f"{folder}/raw/"):
+        shutil.rmtree(cache_dir / folder / "processed", ignore_errors=True)
+    return cache_dir
+
+
+def stage_files(source: Path, files: Sequence[str], target: Path, *, hint: str, label: str, where: str) -> Path:
+    """Copy ``source/<files>`` into the folder ``target`` (as :func:`stage_raw_files`: atomically,
+    re-copied when a size differs, the source never written) and return ``target``. ``label``
+    and ``where`` name the data and the folder a data root should have, for the error.
+
+    Raises:
+        DataMissingError: naming the missing files and where to put them.
+    """
+    _staged(source, files, target, hint, label, where)
+    return target
+
+
+def _staged(source: Path, files: Sequence[str], target: Path, hint: str, label: str, where: str) -> bool:
+    """Make ``target`` hold a copy of ``source/<files>``; True when it already did."""
     missing = [f for f in files if not (source / f).is_file()]
     if missing:
         raise DataMissingError(
-            f"{folder} data not found: put {', '.join(missing)} in {source}/ ({hint}), "
-            f"or point --data-root / ${DATA_ENV} at a folder that has {folder}/raw/"
+            f"{label} data not found: put {', '.join(missing)} in {source}/ ({hint}), "
+            f"or point --data-root / ${DATA_ENV} at a folder that has {where}"
         )
-    target_parent = cache_dir / folder
-    target = target_parent / "raw"
     if target.is_dir() and all(
         (target / f).is_file() and (target / f).stat().st_size == (source / f).stat().st_size for f in files
     ):
-        return cache_dir
-    target_parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".raw-", dir=target_parent))
+        return True
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".stage-", dir=target.parent))
     try:
+        if target.is_dir():  # keep what is already staged there (other split files)
+            for existing in target.iterdir():
+                if existing.is_file() and existing.name not in files:
+                    shutil.copyfile(existing, staging / existing.name)
         for f in files:
             shutil.copyfile(source / f, staging / f)
-        shutil.rmtree(target_parent / "processed", ignore_errors=True)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return cache_dir
+    return False
 
 
 def per_class_split(y: torch.Tensor, num_classes: int, train_per_class: int, val_per_class: int,

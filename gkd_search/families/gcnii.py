@@ -62,7 +62,24 @@ class GCNII(GraphModel):
                 "dense": [*self.lin_in.parameters(), *self.lin_out.parameters()]}
 
     def _initial(self, x: Tensor) -> Tensor:
-        return F.relu(self.lin_in(F.dropout(x, p=self.dropout, training=self.training)))
+        return F.relu(self.lin_in(self._input_dropout(x)))
+
+    def _input_dropout(self, x: Tensor) -> Tensor:
+        """``F.dropout(x)`` drawing only for the nonzero entries of sparse features (a zero stays
+        zero either way, so the distribution is the same): on Cora's bag-of-words (1.3 % nonzero)
+        a 4-wide student's step is several times faster. The nonzero positions are found once per
+        input tensor (kept by reference, so a new tensor is never mistaken for the old one)."""
+        if not self.training or self.dropout <= 0.0 or self.dropout >= 1.0 or x.requires_grad or x.dim() != 2:
+            return F.dropout(x, p=self.dropout, training=self.training)
+        if getattr(self, "_nonzero_src", None) is not x or self._nonzero_version != x._version:
+            self._nonzero_src, self._nonzero_version = x, x._version
+            index = x.nonzero(as_tuple=True)
+            self._nonzero = index if index[0].numel() < 0.25 * x.numel() else None
+        if self._nonzero is None:  # dense features: the plain dropout
+            return F.dropout(x, p=self.dropout, training=True)
+        values = x[self._nonzero]
+        kept = values * (torch.rand_like(values) >= self.dropout) / (1.0 - self.dropout)
+        return torch.zeros_like(x).index_put_(self._nonzero, kept)
 
     def _logits(self, h: Tensor) -> Tensor:
         return self.lin_out(F.dropout(h, p=self.dropout, training=self.training))

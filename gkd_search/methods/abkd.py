@@ -1,78 +1,102 @@
 """``abkd``: Attention-Based Knowledge Distillation for GNN compression.
 
 Ahluwalia, Das, Behnam, Khare, Li & Tumanov, "ABKD: Graph Neural Network Compression with
-Attention-Based Knowledge Distillation", arXiv:2310.15938v1, 2023: its method (attention map,
-dissimilarity, loss), its Theorem 1 (the gradient reaching a shallow student layer depends on
-deep teacher layers) and its ablations ("modified ABKD", shared projections, cosine distance,
-no subspace projection). The equations below are those of our specification of the paper; its
-full text could not be fetched where this module was written, so equation numbers are not
-cited.
+Attention-Based Knowledge Distillation", arXiv:2310.15938v1, 2023, Sec. 3.2 (its text is in
+``shared/papers/abkd.txt``). ``T_i`` (``[n, d_t]``) and ``S_j`` (``[n, d_s]``) are the
+pre-activation outputs of teacher layer ``i`` and student layer ``j`` (Sec. 3.1.3; our models'
+``hidden``, whose last entry is the logits), ``Lt`` and ``Ls`` their numbers of layers.
 
-Every teacher layer output ``T_i`` and student layer output ``S_j`` is projected to width
-``d_a`` by its own trainable linear map (``P_t^i``, ``P_s^j``). The attention between layers uses
-the node means of the projections,
+**Eq. 3, attention.** The node means ``T_a[i] = mean_v T_i[v]`` pass through each layer's own
+linear map ``W_i^{pt}`` (``d_t x d_a``, Table 8; bias-free, so the projection of the mean is the
+mean of the projection) into ``T_p [Lt, d_a]``; likewise ``S_p [Ls, d_a]``; then
 
-    A = softmax( T_p S_p^T / sqrt(d_a) ),   T_p[i] = mean_v T_i[v] P_t^i,  S_p[j] = mean_v S_j[v] P_s^j
+    A = softmax( T_p S_p^T / sqrt(d_a) )                                             (3)
 
-(``[Lt, Ls]``, softmax over the teacher axis: each student layer's column sums to 1), the
-dissimilarity of a pair uses the per-node projections and a trainable subspace matrix ``P``,
+**Eq. 4, dissimilarity**, with separate projections ``P_t`` (``d_t x d_a``), ``P_s`` and the
+trainable subspace matrix ``P`` (``d_a x d_a``, initialised to the identity):
 
-    D_ij = mean_v || (T_i[v] P_t^i - S_j[v] P_s^j) P / d_a ||^2,
+    D_ij = || (T_i P_t - S_j P_s) P 1_{d_a} / d_a ||_2^2                             (4)
 
-and the objective is
+``(T_i P_t - S_j P_s) P`` is ``[n, d_a]``; ``1_{d_a}/d_a`` averages each node's row over the
+embedding dimension ("the final step is to average over the embedding dimension"), leaving one
+number per node; the squared 2-norm then sums their squares over the ``n`` nodes.
 
-    L = CE(student, y)  +  beta * 1^T (A o D) 1 / Ls
+**Eq. 5**, ``L_abkd = 1_{Lt}^T (A o D) 1_{Ls} / Ls`` (sum over teacher layers, mean over
+student layers), and **eq. 6**, the objective ``L = H(s_p, y) + beta L_abkd`` (cross-entropy on
+the labelled nodes). Gradients reach the student through ``D`` and through ``A`` (its node
+means): with learned attention the gradient at a shallow student layer depends on deep teacher
+layers (Theorem 1; a test checks it).
 
-with ``Ls`` the number of student layers (``A o D`` summed over all pairs; as each column of
-``A`` sums to 1 this is the mean over student layers of the attention-weighted dissimilarity).
-Gradients flow into the student through ``D`` and through ``A`` (the student's node means), and
-into ``P_t``, ``P_s``, ``P``. Because every student layer attends to every teacher layer, the
-gradient reaching a shallow student layer depends on deep teacher layers (the paper's Theorem 1).
-See :mod:`gkd_search.methods._layer_attention` for the shared code and its cost-saving details.
+Readings the text leaves open, the one taken by default and why (each other reading is a
+``Fixed`` option a space file may list):
 
-Hyperparameters (paper defaults first):
+* ``attention_axis`` -- which axis eq. 3's softmax normalises. Default ``"student"``: each
+  teacher row of ``A`` sums to 1. Eq. 3 is scaled dot-product attention with the teacher layers
+  as queries, whose softmax runs over the keys (the student layers); App. B.2 takes "a row-wise
+  argmax" of ``A`` to "find the student layer that has the most information distilled down to
+  it", and Fig. 5's caption says the knowledge "from the teacher layers is distilled into one
+  student layer": rows are teacher layers that spread their attention over student layers.
+  ``"teacher"`` (each student column sums to 1) was our formulation before.
+* ``node_reduction`` -- eq. 4's norm over nodes. Default ``"sum"``: the squared 2-norm of an
+  ``n``-vector is the sum of its squares, and the text divides by nothing but ``d_a``. ``"mean"``
+  divides by ``n`` (a scale independent of the graph's size).
+* ``node_sample`` with eq. 4 -- ``1_{d_a}/d_a`` acts on each node's row, so a sample of nodes
+  changes nothing in it: the per-node means are exact and only the sum over nodes is estimated,
+  as ``N / m`` times the sum over the ``m`` sampled nodes (unbiased; ``N`` the graph's nodes, also
+  in mini-batch training). Because ``1_{d_a}/d_a`` folds into one vector per layer
+  (``P_t P 1/d_a``), the exact loss is cheap (``n d`` per layer) and the default samples nothing
+  (``node_sample = 0``, ``layer_sample = 0``).
+* ``dissimilarity_projection`` -- default ``"network"``: ONE ``P_t`` for all teacher layers and one
+  ``P_s`` for all student layers. Eq. 4 and Table 8 give ``P_t``, ``P_s`` no layer index (Table
+  8: "the learnable projection matrix for the teacher network"), while they index the attention
+  maps ``W_i^{pt}`` ("the learnable i-th projection matrix"), and Sec. 3.2.2 uses "a separate set
+  of projection matrices" from the attention's. Our models' logits are narrower than the hidden
+  layers: they meet the first rows of the one map (zero padding). ``"layer"``: one per layer,
+  apart from the attention's (Sec. 3.1.2's "separate trainable linear layers for each hidden
+  layer"); ``"attention"``: the attention's per-layer maps, our formulation before.
+* ``embedding_reduction`` -- ``"mean"`` is eq. 4. ``"norm"`` is our formulation before issue 13:
+  ``D_ij = mean_v ||(T_i[v] P_t - S_j[v] P_s) P / d_a||^2`` (with ``node_reduction="mean"``), the
+  squared norm of each node's row divided by ``d_a^2``: a different quantity (it cannot cancel
+  opposite signs within a row) on a scale ``n`` times smaller than eq. 4's sum.
+* ``distance="cosine"`` (Table 12): ``D_ij = 1 - cos(u_i, w_j)`` between eq. 4's two node vectors
+  ``u_i = T_i P_t P 1/d_a`` and ``w_j = S_j P_s P 1/d_a`` (the Euclidean ``D_ij`` is
+  ``||u_i - w_j||^2``); with ``"norm"``, the per-node cosine of the projected rows.
 
-* ``beta`` -- weight of the ABKD term; paper: 10. Searched in ``[1, 100]`` log-uniformly, whose
-  default (geometric mean) is the paper's 10.
-* ``d_a`` -- projection / attention width; paper: 256. ``Choice(256, 128, 64, 32)``.
-* ``node_sample`` -- nodes per step over which ``D`` is averaged (0: all). **Deviation**: the
-  paper averages over every node; a uniform sample is an unbiased estimate. ``Fixed(256)``.
-* ``layer_sample`` -- teacher layers per step at which ``D`` is evaluated, drawn from the
-  attention (0: all). **Deviation**: the paper evaluates every pair; for a teacher deeper than
-  this, the attention-weighted sum is estimated without bias from the drawn layers (see
-  :func:`gkd_search.methods._layer_attention.sampled_attention_sum`). With a 64-layer, 64-wide
-  teacher and ``d_a = 256`` the exact sum is ~3 GFLOP per step, 3.6x a soft-label step of a
-  4x64 GCN student on Cora in FLOPs (1.6-2.2x in time on two cores, where the student's sparse
-  propagation is slow); 16 layers cut it to 1.7x in FLOPs (~1.1-1.4x in time). Teachers with
-  at most 16 layers are evaluated exactly. ``Fixed(16)``.
-* Ablations, ``Fixed`` at the paper's full method so a default search does not wander into them
-  (a space file may list values to search them):
-  ``last_layer_only`` (False; True is the paper's "modified ABKD": ``A`` is 1 on the last
-  teacher x last student layer pair and 0 elsewhere), ``shared_projection`` (False; True: one
-  map for all teacher layers and one for all student layers, narrower layers zero-padded to the
-  widest), ``distance`` ("euclidean"; or "cosine": ``1 - cos`` of the projected rows),
-  ``subspace`` (True; False: ``P = I``).
+Our formulation before issue 13 is ``attention_axis="teacher"``, ``embedding_reduction="norm"``,
+``node_reduction="mean"``, ``dissimilarity_projection="attention"`` (it sampled 256 nodes and 16
+teacher layers per step, ``node_sample=256``, ``layer_sample=16``); ``bench/reproduce_abkd.py``
+runs it as the row "abkd, previous formulation".
 
-* ``anchored`` (False; not in the paper): with trainable projections and ``P`` the Euclidean
-  ``D`` can be driven to zero by shrinking them instead of moving the student (measured on Cora:
-  the teacher projection's norm fell from 13 to 0.1 in 100 steps and ``A`` went back to
-  uniform). ``True`` stops ``D``'s gradient into the teacher projections and keeps ``P`` at
-  Frobenius norm ``sqrt(d_a)``, so ``D`` falls only when the student moves; see
-  ``docs/methods.md`` for what it measures.
+Hyperparameters (paper defaults first; App. B.3: "we used a beta of 10 and a d_a of 256"):
+
+* ``beta`` -- weight of the ABKD term; ``[1, 100]`` log-uniformly, default (geometric mean) 10.
+* ``d_a`` -- projection / attention width; ``Choice(256, 128, 64, 32)``.
+* the readings above, ``Fixed`` at the defaults.
+* ``node_sample`` (``Fixed(0)``), ``layer_sample`` (``Fixed(0)``) -- samples for the cost of the
+  ``"norm"`` reduction (see :mod:`gkd_search.methods._layer_attention`); unbiased estimates.
+* Ablations, ``Fixed`` at the full method: ``last_layer_only`` (Table 5's "modified ABKD": ``A``
+  is 1 on the last teacher x last student layer pair and 0 elsewhere), ``shared_projection``
+  (Table 7's "one linear layer": one map for all teacher layers and one for all student layers,
+  for the attention too), ``distance`` (``"euclidean"`` or Table 12's ``"cosine"``), ``subspace``
+  (Table 6; ``False``: ``P = I``).
+* ``anchored`` (``False``; not in the paper): with trainable projections and ``P`` the Euclidean
+  ``D`` can be driven to zero by shrinking them instead of moving the student. ``True`` stops
+  ``D``'s gradient into the teacher's dissimilarity projection and keeps ``P`` at Frobenius norm
+  ``sqrt(d_a)``, so ``D`` falls only when the student moves.
 
 * ``teacher_scale`` (``"rms"``; not in the paper, ``"raw"`` is its form): each teacher layer is
-  divided by its root-mean-square row norm before it is projected, so ``D`` and ``beta`` mean the
-  same on any graph (the paper's teachers read row-normalised features; on Photo's raw
-  bag-of-words the teacher's hidden rows have norm ~100 and a GAT student collapsed to 0.13 with
-  ``beta`` 100). See :mod:`gkd_search.methods._layer_attention`.
+  divided by its root-mean-square row norm before the attention and ``D`` read it, so ``D`` and
+  ``beta`` mean the same on any graph (the paper's teachers read row-normalised features; on
+  Photo's raw bag-of-words the teacher's hidden rows have norm ~100 and a GAT student collapsed to
+  0.13 with ``beta`` 100). See :mod:`gkd_search.methods._layer_attention`.
 
-Other choices not fixed by our reading of the paper: the projections have no bias (so the mean
-of the projection is the projection of the mean), ``P`` starts at the identity, the projections
-start like :class:`torch.nn.Linear`.
+Other choices the text does not fix: no biases, ``P`` starts at the identity, the projections
+start like :class:`torch.nn.Linear`, the projections and ``P`` are trained by the student's
+optimiser with its weight decay.
 
 :meth:`ABKDLoss.diagnostics` returns ``attention`` (``A``) and ``dissimilarity`` (``D`` over all
-nodes, or a fixed sample of 2,048 nodes on larger graphs) for the before/after heatmaps (the
-paper's Figure 4).
+nodes, or a fixed sample of 2,048 nodes on larger graphs, a sum scaled to all nodes) for the
+before/after heatmaps (the paper's Figure 4).
 """
 
 from __future__ import annotations
@@ -92,38 +116,63 @@ from ..types import (
     ModelOutput,
 )
 from ._common import supervised_cross_entropy
-from ._layer_attention import TEACHER_SCALES, LayerAttention
+from ._layer_attention import (
+    ATTENTION_AXES,
+    DISTANCES,
+    EMBEDDING_REDUCTIONS,
+    NODE_REDUCTIONS,
+    PROJECTIONS,
+    TEACHER_SCALES,
+    LayerAttention,
+)
+
+#: the options that pick a reading of eqs. 3-4 (see the module docstring) and their defaults
+READINGS = {"attention_axis": "student", "embedding_reduction": "mean", "node_reduction": "sum",
+            "dissimilarity_projection": "network"}
+#: our formulation before issue 13, as option values
+PREVIOUS_FORMULATION = {"attention_axis": "teacher", "embedding_reduction": "norm", "node_reduction": "mean",
+                        "dissimilarity_projection": "attention", "node_sample": 256, "layer_sample": 16}
+
+
+def graph_nodes(context: DistillationContext) -> int | None:
+    """The node count of the context's graph (what a node sum is scaled to), if known."""
+    return None if context.x is None else int(context.x.size(0))
 
 
 class ABKDLoss(DistillationLoss):
-    """``CE + beta * 1^T (A o D) 1 / Ls``."""
+    """Eq. 6: ``CE + beta * 1^T (A o D) 1 / Ls``."""
 
-    def __init__(self, context: DistillationContext, beta: float, d_a: int, *, node_sample: int = 256,
-                 layer_sample: int = 16, last_layer_only: bool = False, shared_projection: bool = False,
-                 distance: str = "euclidean", subspace: bool = True, anchored: bool = False,
-                 teacher_scale: str = "rms") -> None:
+    def __init__(self, context: DistillationContext, beta: float, d_a: int, *, attention_axis: str = "student",
+                 embedding_reduction: str = "mean", node_reduction: str = "sum",
+                 dissimilarity_projection: str = "network", node_sample: int = 0, layer_sample: int = 0,
+                 last_layer_only: bool = False, shared_projection: bool = False, distance: str = "euclidean",
+                 subspace: bool = True, anchored: bool = False, teacher_scale: str = "rms") -> None:
         super().__init__()
         self.beta = float(beta)
         self.seed = int(context.seed)
         self.layers = LayerAttention(
-            context.teacher_hidden_dims, context.student_hidden_dims, int(d_a),
-            shared_projection=bool(shared_projection), subspace=bool(subspace), distance=str(distance),
-            last_layer_only=bool(last_layer_only), node_sample=int(node_sample), layer_sample=int(layer_sample),
-            anchored=bool(anchored), teacher_scale=str(teacher_scale),
+            context.teacher_hidden_dims, context.student_hidden_dims, int(d_a), attention_axis=str(attention_axis),
+            embedding_reduction=str(embedding_reduction), node_reduction=str(node_reduction),
+            dissimilarity_projection=str(dissimilarity_projection), shared_projection=bool(shared_projection),
+            subspace=bool(subspace), distance=str(distance), last_layer_only=bool(last_layer_only),
+            node_sample=int(node_sample), layer_sample=int(layer_sample), anchored=bool(anchored),
+            graph_nodes=graph_nodes(context), teacher_scale=str(teacher_scale),
         )
 
     def distillation_term(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
-        """This step's estimate of ``1^T (A o D) 1 / Ls`` (node and teacher-layer samples)."""
-        a = self.layers.attention(batch.teacher_hidden, student.hidden)
-        return self.layers.weighted_dissimilarity(a, batch.teacher_hidden, student.hidden, batch.num_nodes)
+        """This step's ``L_abkd`` (eq. 5; an estimate when sampling)."""
+        teacher = self.layers.scale_teacher(batch.teacher_hidden)
+        a = self.layers.attention(teacher, student.hidden)
+        return self.layers.weighted_dissimilarity(a, teacher, student.hidden, batch.num_nodes)
 
     def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
         ce = supervised_cross_entropy(student.logits, batch.y, batch.train_mask)
         return ce + self.beta * self.distillation_term(student, batch)
 
     def diagnostics(self, student: ModelOutput, batch: DistillationBatch) -> dict[str, Tensor]:
-        a = self.layers.attention(batch.teacher_hidden, student.hidden).detach()
-        d = self.layers.full_dissimilarity(batch.teacher_hidden, student.hidden, seed=self.seed)
+        teacher = self.layers.scale_teacher(batch.teacher_hidden)
+        a = self.layers.attention(teacher, student.hidden).detach()
+        d = self.layers.full_dissimilarity(teacher, student.hidden, seed=self.seed)
         return {"attention": a, "dissimilarity": d}
 
 
@@ -136,11 +185,15 @@ class ABKD(DistillationMethod):
     hyperparameters: ClassVar[Mapping[str, Param]] = {
         "beta": FloatRange(1.0, 100.0, log=True),
         "d_a": Choice((256, 128, 64, 32)),
-        "node_sample": Fixed(256),
-        "layer_sample": Fixed(16),
+        "attention_axis": Fixed("student", allowed=ATTENTION_AXES),
+        "embedding_reduction": Fixed("mean", allowed=EMBEDDING_REDUCTIONS),
+        "node_reduction": Fixed("sum", allowed=NODE_REDUCTIONS),
+        "dissimilarity_projection": Fixed("network", allowed=PROJECTIONS),
+        "node_sample": Fixed(0),
+        "layer_sample": Fixed(0),
         "last_layer_only": Fixed(False),
         "shared_projection": Fixed(False),
-        "distance": Fixed("euclidean", allowed=("euclidean", "cosine")),
+        "distance": Fixed("euclidean", allowed=DISTANCES),
         "subspace": Fixed(True),
         "anchored": Fixed(False),
         "teacher_scale": Fixed("rms", allowed=TEACHER_SCALES),
@@ -148,11 +201,7 @@ class ABKD(DistillationMethod):
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
         p = {name: params.get(name, param.default) for name, param in self.hyperparameters.items()}
-        return ABKDLoss(
-            context, beta=p["beta"], d_a=p["d_a"], node_sample=p["node_sample"], layer_sample=p["layer_sample"],
-            last_layer_only=p["last_layer_only"], shared_projection=p["shared_projection"],
-            distance=p["distance"], subspace=p["subspace"], anchored=p["anchored"], teacher_scale=p["teacher_scale"],
-        )
+        return ABKDLoss(context, **p)
 
 
 @hookimpl

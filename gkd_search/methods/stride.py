@@ -1,53 +1,68 @@
 """``stride``: Structure and Embedding Distillation with Attention.
 
 Ahluwalia, Das, Behnam, Khare, Li & Tumanov, "STRIDE: Structure and Embedding Distillation with
-Attention for Graph Neural Networks", arXiv:2310.15938v2, 2025 (the successor of ABKD,
-arXiv:2310.15938v1; see :mod:`gkd_search.methods.abkd`). The equations are those of our
-specification of the paper (its full text could not be fetched where this was written, so
-equation numbers are not cited).
+Attention for Graph Neural Networks", arXiv:2310.15938v2, 2025, the successor of ABKD
+(arXiv:2310.15938v1, :mod:`gkd_search.methods.abkd`). Its text is in ``shared/papers/stride.txt``;
+that copy lost most inline symbols and every equation body, so below, **text** marks what the
+words fix and **inferred** what we had to supply.
 
-STRIDE keeps ABKD's learned attention over all teacher x student layer pairs,
-
-    A = softmax( T_p S_p^T / sqrt(d_a) )      (over the teacher axis, see abkd)
-
-and adds to ABKD's embedding dissimilarity of a pair a *structural* dissimilarity: a
-structure-preserving loss between the pair's projected node features,
-
-    D_emb[i, j]    = mean_v || (T_i[v] P_t^i - S_j[v] P_s^j) P / d_a ||^2        (ABKD)
-    D_struct[i, j] = L_struct( S_j P_s^j, T_i P_t^i, E )
-    D = D_emb + D_struct,        L = CE + beta * 1^T (A o D) 1 / Ls
-
-``L_struct`` is one of the registered structural losses (``context.structural_losses``):
-G-CRD (Joshi et al. 2022, the default), LSP (Yang et al. 2020) or GSP (Joshi et al. 2022), built
-once as ``build({}, d_a, d_a)`` with that loss's own defaults and shared by all pairs (its
-trainable parts, G-CRD's heads, are trained with the student). It sees the projections without
-the subspace matrix ``P``. Variants (the paper's ablations): ``e-stride`` uses ``D_emb`` only
-(it is ABKD with the same weights), ``s-stride`` ``D_struct`` only.
+* Layer maps: the pre-activation output of every teacher and student layer (**text**, "We
+  collect the pre-activation feature maps from each layer").
+* Eq. 3, attention ``A [Lt, Ls]``: the words are ABKD's, sentence for sentence (node means, each
+  layer through "its own linear layer" into ``d_a``; the appendix's pre-softmax score of a pair
+  is the product of two length-``d_a`` vectors, i.e. a dot product) (**text**); ``softmax(T_p
+  S_p^T / sqrt(d_a))`` over the student axis as in :mod:`~gkd_search.methods.abkd` (**inferred**:
+  the equation is lost; the weight-initialisation experiment's "row-wise argmax ... to find the
+  student layer that has the most information distilled down to it" is ABKD's wording).
+* Eq. 4, embedding dissimilarity ``D_emb``: ABKD's eq. 4 -- separate projections ("we use a
+  separate set of projection matrices"), a trainable subspace matrix ``P`` whose rank "can be
+  less than" ``d_a``, "average over the embedding dimension" with a vector of ones, Euclidean
+  distance preferred to cosine (**text**); its exact form, sum over nodes and one projection per
+  network, as ABKD's eq. 4 reads (**inferred** from ABKD; the notation table lists "embedding
+  dissimilarity projections" without the "(layer)" it gives the attention's).
+* Eq. 5, structural dissimilarity ``D_struct[i, j] = L_struct(S_j P'_s, T_i P'_t)``: features
+  projected to ``d_a`` by their own trainable projections ("structural dissimilarity
+  projections", apart from the embedding ones), then the G-CRD loss of Joshi et al. (2022) on
+  every pair; LSP or GSP may replace it, G-CRD "produces the best results" (**text**). One
+  projection per network like eq. 4's, and no subspace matrix ``P`` (the words name none for
+  this term) (**inferred**).
+* Eq. 6, the combination: "a total dissimilarity matrix" ``D``, multiplied element-wise with
+  ``A``, "and take the mean"; the appendix: "the STRIDE loss is the average over all" pairs
+  (**text**). ``D = D_emb + D_struct``, unweighted (**inferred**: the notation table lists "two
+  dissimilarity matrices" and "total dissimilarity for pair", the operator is lost), and
+  ``L_stride = mean_ij (A o D)_ij = sum_ij A_ij D_ij / (Lt Ls)`` (``pair_reduction="mean"``);
+  ``"abkd"`` uses ABKD's eq. 5 instead, ``sum_ij A_ij D_ij / Ls``.
+* Eq. 7: ``L = CE + beta L_stride`` (**text**: "trade-off coefficient in the total loss").
+  The text's ``beta`` is lost ("we used a [beta] of [lost] and a [d_a] of 256"): ``d_a = 256``
+  is **text**, ``beta`` is ours (below).
+* Variants (Table 4, **text**): ``e-stride`` aligns embeddings only (``D = D_emb``: ABKD's eq. 4
+  under STRIDE's attention and reduction), ``s-stride`` structure only (``D = D_struct``);
+  "modified STRIDE" (Table 5) sets ``A`` to zeros with the bottom-right entry 1
+  (``last_layer_only``). Ablations shared with ABKD (Tables 6, 7, 12): ``subspace``,
+  ``shared_projection``, ``distance``.
 
 Hyperparameters:
 
-* ``beta`` -- ``FloatRange(0.01, 10, log)``, default 0.32. The structural losses are on a much
-  larger scale than ``D_emb`` (G-CRD's InfoNCE starts near ``log n``, about 5 on the sampled
-  subgraphs; ``D_emb`` about 0.01), so ABKD's ``beta = 10`` lets G-CRD swamp the cross-entropy
-  (Cora, GCN 2x16 student: test accuracy 0.29 at ``beta = 10``, 0.80 at 0.32, 0.81 without
-  distillation). The range sits where the structural term is comparable to the cross-entropy.
-* ``d_a`` -- ``Choice(256, 128, 64, 32)`` (ABKD's 256 first).
-* ``structure`` -- ``Choice("gcrd", "lsp", "gsp")``.
-* ``variant`` -- ``Fixed("stride")``; a space file may list ``e-stride``/``s-stride``.
-* ``node_sample`` (256), ``layer_sample`` (16) -- as in abkd, for ``D_emb``.
+* ``beta`` -- ``FloatRange(0.01, 10, log)``, default 0.32 (the text's value is lost). G-CRD's
+  InfoNCE starts near ``log n``; at ABKD's ``beta = 10`` it swamped the cross-entropy on Cora
+  (GCN 2x16 student, before issue 13: test accuracy 0.29 at ``beta = 10``, 0.80 at 0.32).
+* ``d_a`` -- ``Choice(256, 128, 64, 32)`` (the text's 256 first).
+* ``structure`` -- ``Choice("gcrd", "lsp", "gsp")``; ``variant`` -- ``Fixed("stride")``.
+* ``pair_reduction`` (``"mean"``), ``structure_projection`` (``"network"``; ``"layer"``: one per
+  layer; ``"attention"``: the attention's maps, our formulation before issue 13) and ABKD's
+  readings of eqs. 3-4 (``attention_axis``, ``embedding_reduction``, ``node_reduction``,
+  ``dissimilarity_projection``, see abkd), all ``Fixed``.
+* ``last_layer_only``, ``subspace``, ``shared_projection``, ``distance`` -- ablations, ``Fixed``.
+* ``node_sample`` (0), ``layer_sample`` (0) -- as in abkd, for ``D_emb``.
 * ``structure_nodes`` (32), ``structure_pairs`` (4) -- the cost deviations below.
-* ``teacher_scale`` (``"rms"``; ``"raw"`` is the paper's form) -- every teacher layer divided by
-  its root-mean-square row norm before it is projected, for ``A``, ``D_emb`` and ``D_struct``, as
-  in abkd (:mod:`._layer_attention`: keeps ``beta`` meaningful when the teacher's activations are
-  large, e.g. Photo's raw bag-of-words).
+* ``teacher_scale`` (``"rms"``; ``"raw"`` is the paper's form) -- as in abkd: teacher layers at
+  unit root-mean-square row norm before the attention and ``D_emb`` (issue 16, Photo).
 
-Deviations for cost (each term stays an unbiased estimate of the paper's):
+Deviations for cost (each term stays an unbiased estimate of the text's):
 
-* ``D_emb`` is averaged over ``node_sample`` uniformly drawn nodes per step and, for teachers
-  deeper than ``layer_sample``, evaluated on teacher layers drawn from the attention (abkd).
-* ``D_struct`` on all ``Lt x Ls`` pairs would call the structural loss 256 times per step
-  for a 64-layer teacher and a 4-layer student. Instead ``structure_pairs`` pairs are drawn
-  per step with probability ``A_ij / sum(A)`` (with replacement; ``A`` detached) and
+* ``D_struct`` on all ``Lt x Ls`` pairs would call the structural loss 325 times per step
+  for a 64-layer teacher and a 4-layer student (65 x 5 layer maps). Instead ``structure_pairs``
+  pairs are drawn per step with probability ``A_ij / sum(A)`` (with replacement; ``A`` detached) and
 
       sum_ij A_ij D_struct[i, j]  ~=  1/K sum_k (A_k / stopgrad(p_k)) D_struct[k]
 
@@ -82,10 +97,22 @@ from ..types import (
     ModelOutput,
 )
 from ._common import sample_nodes, supervised_cross_entropy
-from ._layer_attention import TEACHER_SCALES, LayerAttention
+from ._layer_attention import (
+    ATTENTION_AXES,
+    DISTANCES,
+    EMBEDDING_REDUCTIONS,
+    NODE_REDUCTIONS,
+    PROJECTIONS,
+    TEACHER_SCALES,
+    LayerAttention,
+    LayerProjections,
+    check_choice,
+)
+from .abkd import graph_nodes
 
 VARIANTS = ("stride", "e-stride", "s-stride")
 STRUCTURES = ("gcrd", "lsp", "gsp")
+PAIR_REDUCTIONS = ("mean", "abkd")
 
 
 def sampled_pair_sum(a: Tensor, value: Callable[[int, int], Tensor], samples: int) -> Tensor:
@@ -132,66 +159,90 @@ def sample_subgraph(edge_index: Tensor, num_nodes: int, centres: int,
 
 
 class STRIDELoss(DistillationLoss):
-    """``CE + beta * 1^T (A o (D_emb + D_struct)) 1 / Ls`` (or one of the two dissimilarities)."""
+    """Eq. 7: ``CE + beta * mean_ij (A o (D_emb + D_struct))`` (or one of the two dissimilarities)."""
 
     def __init__(self, context: DistillationContext, beta: float, d_a: int, *, structure: str = "gcrd",
-                 variant: str = "stride", node_sample: int = 256, layer_sample: int = 16,
-                 structure_nodes: int = 32, structure_pairs: int = 4, teacher_scale: str = "rms") -> None:
+                 variant: str = "stride", pair_reduction: str = "mean", structure_projection: str = "network",
+                 attention_axis: str = "student", embedding_reduction: str = "mean", node_reduction: str = "sum",
+                 dissimilarity_projection: str = "network", last_layer_only: bool = False, subspace: bool = True,
+                 shared_projection: bool = False, distance: str = "euclidean", node_sample: int = 0,
+                 layer_sample: int = 0, structure_nodes: int = 32, structure_pairs: int = 4,
+                 teacher_scale: str = "rms") -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        self.pair_reduction = check_choice("pair_reduction", pair_reduction, PAIR_REDUCTIONS)
+        check_choice("structure_projection", structure_projection, PROJECTIONS)
         self.beta = float(beta)
         self.seed = int(context.seed)
         self.use_embedding = variant in ("stride", "e-stride")
         self.use_structure = variant in ("stride", "s-stride")
         self.structure_nodes, self.structure_pairs = int(structure_nodes), int(structure_pairs)
-        self.layers = LayerAttention(context.teacher_hidden_dims, context.student_hidden_dims, int(d_a),
-                                     node_sample=int(node_sample), layer_sample=int(layer_sample),
-                                     teacher_scale=str(teacher_scale))
+        self.layers = LayerAttention(
+            context.teacher_hidden_dims, context.student_hidden_dims, int(d_a), attention_axis=attention_axis,
+            embedding_reduction=embedding_reduction, node_reduction=node_reduction,
+            dissimilarity_projection=dissimilarity_projection, shared_projection=bool(shared_projection),
+            subspace=bool(subspace), distance=distance, last_layer_only=bool(last_layer_only),
+            node_sample=int(node_sample), layer_sample=int(layer_sample), graph_nodes=graph_nodes(context),
+            teacher_scale=str(teacher_scale))
         self.structural = None
+        self.teacher_struct: LayerProjections | None = None
+        self.student_struct: LayerProjections | None = None
         if self.use_structure:
             losses = context.structural_losses
             if structure not in losses:
                 raise ValueError(f"stride: structural loss {structure!r} is not registered "
                                  f"(registered: {', '.join(sorted(losses)) or 'none'})")
             self.structural = losses[structure].build({}, int(d_a), int(d_a))
+            if structure_projection != "attention":  # P'_t, P'_s (eq. 5)
+                one = bool(shared_projection) or structure_projection == "network"
+                self.teacher_struct = LayerProjections(context.teacher_hidden_dims, int(d_a), one)
+                self.student_struct = LayerProjections(context.student_hidden_dims, int(d_a), one)
 
     # ------------------------------------------------------------------ structural part
 
     def pair_structure(self, teacher: Tensor, student: Tensor, i: int, j: int,
                        rows: Tensor | None, edges: Tensor) -> Tensor:
-        """``L_struct(S_j P_s^j, T_i P_t^i)`` on the subgraph ``rows``/``edges`` (``teacher`` already
-        divided by its layer's scale, :meth:`LayerAttention.teacher_scales`)."""
+        """``L_struct(S_j P_s^j, T_i P_t^i)`` on the subgraph ``rows``/``edges``."""
         t = teacher.detach() if rows is None else teacher.detach().index_select(0, rows)
         s = student if rows is None else student.index_select(0, rows)
-        t = t @ self.layers.teacher_proj.layer_weight(i)
-        s = s @ self.layers.student_proj.layer_weight(j)
+        proj_t = self.teacher_struct or self.layers.teacher_proj
+        proj_s = self.student_struct or self.layers.student_proj
+        t = t @ proj_t.layer_weight(i)
+        s = s @ proj_s.layer_weight(j)
         return self.structural(s, t, edges)
 
     def structural_term(self, a: Tensor, student: ModelOutput, batch: DistillationBatch) -> Tensor:
         """This step's estimate of ``sum_ij A_ij D_struct[i, j]`` (see the module docstring)."""
         lt, ls = a.shape
         rows, edges = sample_subgraph(batch.edge_index, batch.num_nodes, self.structure_nodes)
-        scales = self.layers.teacher_scales(batch.teacher_hidden)
 
         def value(i: int, j: int) -> Tensor:
-            return self.pair_structure(batch.teacher_hidden[i] / scales[i], student.hidden[j], i, j, rows, edges)
+            return self.pair_structure(batch.teacher_hidden[i], student.hidden[j], i, j, rows, edges)
 
+        if self.layers.last_layer_only:  # modified STRIDE: A is 1 on the last pair only
+            return a[lt - 1, ls - 1] * value(lt - 1, ls - 1)
         if self.structure_pairs <= 0 or self.structure_pairs >= lt * ls:
             return sum(a[i, j] * value(i, j) for i in range(lt) for j in range(ls))
         return sampled_pair_sum(a, value, self.structure_pairs)
 
     # ------------------------------------------------------------------ objective
 
+    def distillation_term(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
+        """This step's ``L_stride`` (eq. 6): ``sum_ij A_ij D_ij`` over ``Lt Ls`` pairs (or ``Ls``)."""
+        teacher = self.layers.scale_teacher(batch.teacher_hidden)
+        a = self.layers.attention(teacher, student.hidden)
+        total = a.new_zeros(())
+        if self.use_embedding:
+            total = total + self.layers.weighted_sum(a, teacher, student.hidden, batch.num_nodes)
+        if self.use_structure:
+            total = total + self.structural_term(a, student, batch)
+        pairs = a.numel() if self.pair_reduction == "mean" else a.size(1)
+        return total / pairs
+
     def forward(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
         ce = supervised_cross_entropy(student.logits, batch.y, batch.train_mask)
-        a = self.layers.attention(batch.teacher_hidden, student.hidden)
-        term = ce.new_zeros(())
-        if self.use_embedding:
-            term = term + self.layers.weighted_dissimilarity(a, batch.teacher_hidden, student.hidden, batch.num_nodes)
-        if self.use_structure:
-            term = term + self.structural_term(a, student, batch) / a.size(1)
-        return ce + self.beta * term
+        return ce + self.beta * self.distillation_term(student, batch)
 
     @torch.no_grad()
     def structural_dissimilarity(self, student: ModelOutput, batch: DistillationBatch) -> Tensor:
@@ -202,19 +253,18 @@ class STRIDELoss(DistillationLoss):
         rows, edges = (None if rows is None else rows.to(device)), edges.to(device)
         lt, ls = len(batch.teacher_hidden), len(student.hidden)
         out = torch.zeros(lt, ls, device=device)
-        scales = self.layers.teacher_scales(batch.teacher_hidden)
         with torch.random.fork_rng(devices=[]):  # the structural loss may sample; keep training's RNG
             torch.manual_seed(self.seed)
             for i in range(lt):
                 for j in range(ls):
-                    out[i, j] = self.pair_structure(batch.teacher_hidden[i] / scales[i], student.hidden[j], i, j,
-                                                    rows, edges)
+                    out[i, j] = self.pair_structure(batch.teacher_hidden[i], student.hidden[j], i, j, rows, edges)
         return out
 
     def diagnostics(self, student: ModelOutput, batch: DistillationBatch) -> dict[str, Tensor]:
+        teacher = self.layers.scale_teacher(batch.teacher_hidden)
         out = {
-            "attention": self.layers.attention(batch.teacher_hidden, student.hidden).detach(),
-            "dissimilarity": self.layers.full_dissimilarity(batch.teacher_hidden, student.hidden, seed=self.seed),
+            "attention": self.layers.attention(teacher, student.hidden).detach(),
+            "dissimilarity": self.layers.full_dissimilarity(teacher, student.hidden, seed=self.seed),
         }
         if self.structural is not None:
             out["structural_dissimilarity"] = self.structural_dissimilarity(student, batch)
@@ -233,8 +283,18 @@ class STRIDE(DistillationMethod):
         "d_a": Choice((256, 128, 64, 32)),
         "structure": Choice(STRUCTURES),
         "variant": Fixed("stride", allowed=VARIANTS),
-        "node_sample": Fixed(256),
-        "layer_sample": Fixed(16),
+        "pair_reduction": Fixed("mean", allowed=PAIR_REDUCTIONS),
+        "structure_projection": Fixed("network", allowed=PROJECTIONS),
+        "attention_axis": Fixed("student", allowed=ATTENTION_AXES),
+        "embedding_reduction": Fixed("mean", allowed=EMBEDDING_REDUCTIONS),
+        "node_reduction": Fixed("sum", allowed=NODE_REDUCTIONS),
+        "dissimilarity_projection": Fixed("network", allowed=PROJECTIONS),
+        "last_layer_only": Fixed(False),
+        "subspace": Fixed(True),
+        "shared_projection": Fixed(False),
+        "distance": Fixed("euclidean", allowed=DISTANCES),
+        "node_sample": Fixed(0),
+        "layer_sample": Fixed(0),
         "structure_nodes": Fixed(32),
         "structure_pairs": Fixed(4),
         "teacher_scale": Fixed("rms", allowed=TEACHER_SCALES),
@@ -242,11 +302,7 @@ class STRIDE(DistillationMethod):
 
     def build_loss(self, params: Mapping[str, Any], context: DistillationContext) -> DistillationLoss:
         p = {name: params.get(name, param.default) for name, param in self.hyperparameters.items()}
-        return STRIDELoss(
-            context, beta=p["beta"], d_a=p["d_a"], structure=p["structure"], variant=p["variant"],
-            node_sample=p["node_sample"], layer_sample=p["layer_sample"], structure_nodes=p["structure_nodes"],
-            structure_pairs=p["structure_pairs"], teacher_scale=p["teacher_scale"],
-        )
+        return STRIDELoss(context, **p)
 
 
 @hookimpl

@@ -202,6 +202,9 @@ class LoopbackRayCluster:
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token,
                     "RAY_USAGE_STATS_ENABLED": "0"}
         self.env.pop("RAY_AUTH_TOKEN_PATH", None)
+        # a local Ray started earlier in this process (gkd_search.cluster.keep_ray_on_loopback) set
+        # it to 0, with which `ray start --address` refuses to start a second node
+        self.env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
         self.head: Optional[subprocess.Popen] = None
         self.worker: Optional[subprocess.Popen] = None
 

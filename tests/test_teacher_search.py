@@ -13,7 +13,7 @@ import gkd_search.teacher_search as teacher_search
 from gkd_search import hookimpl
 from gkd_search.distill.minibatch import Batching
 from gkd_search.registry import build_registry, get_plugin_manager
-from gkd_search.search import SearchConfig, prepare, run_search
+from gkd_search.search import Reporter, SearchConfig, prepare, run_search
 from gkd_search.teacher import TeacherConfig, get_teacher
 from gkd_search.teacher_search import Candidate, select_teacher
 from gkd_search.types import DatasetSpec
@@ -117,7 +117,7 @@ def test_a_dataset_without_a_default_teacher_gets_auto(cache, first_choice, monk
     pm.register(NoDefaultTeacherPlugin(), name="no-default-teacher")
     lines: list[str] = []
 
-    class Lines:
+    class Lines(Reporter):
         def message(self, text):
             lines.append(text)
 

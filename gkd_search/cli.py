@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--metric", default=None, choices=["accuracy", "macro-f1", "roc-auc"],
                    help="validation score the search maximises, selects and reports (default: the dataset's own: "
                         "OGB's evaluator, else accuracy); roc-auc: binary, or one-vs-rest macro average")
+    g.add_argument("--pruner", default="asha", choices=["asha", "none"],
+                   help="asha: stop hopeless trials early (ASHA's rungs, trials compared within latency brackets); "
+                        "none: every trial trains to its epoch limit or patience")
     g.add_argument("--select", default="one-se", choices=["one-se", "best"],
                    help="one-se: the smallest student within one standard error of the best validation score; "
                         "best: the best validation score")
@@ -212,6 +215,9 @@ class ConsoleReporter:
                 what += " COLLAPSED"
         elif result.status == "over_budget":
             what = f"p50 {result.latency_ms_p50:.2f} ms over budget, not trained"
+        elif result.status == "pruned":
+            last = "-" if result.last_val_score is None else f"{result.last_val_score:.3f}"
+            what = f"pruned at epoch {result.epochs_run} (best val {last} then)"
         else:
             detail = f" ({result.error_detail})" if result.error_detail else ""
             what = f"FAILED: {((result.error or '') + detail)[:120]}"
@@ -413,6 +419,7 @@ def _search(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk, metric=args.metric,
         select=args.select, register_model=args.register_model, register=not args.no_register_model,
         storage_path=args.storage_path, latency_on=args.latency_on, trial_timeout=args.trial_timeout,
+        pruner=args.pruner,
     )
     if args.register_model and args.no_register_model:
         raise UsageError("give either --register-model or --no-register-model, not both")

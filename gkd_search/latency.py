@@ -34,15 +34,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Container, Iterable, Iterator, Optional
 
 import torch
 from torch import Tensor
 
 from . import __version__
 from .errors import UsageError
+from .latency_stop import OverBudgetRule
 from .serving import ServingGraph, answer, normalizer_name
-from .types import GraphDataset, GraphModel, run_model
+from .types import GraphDataset, GraphModel, count_parameters, run_model
 
 PROTOCOLS = ("request", "full")
 MIN_REPEATS = 30
@@ -85,13 +86,22 @@ class LatencyProtocol:
 
 @dataclass
 class LatencyMeasurement:
-    """Milliseconds per request over ``repeats`` timed requests."""
+    """Milliseconds per request over ``repeats`` timed requests.
+
+    ``complete`` is False when the measurement stopped early because the architecture was
+    certainly over ``stopped_at_budget_ms`` (:mod:`gkd_search.latency_stop`): the numbers are
+    then over the timed requests that ran, or over the warm-up's after the first when it stopped
+    during the warm-up, ``repeats`` their count, ``min_ms`` the fastest of all; ``p50_ms`` is
+    then over that budget too.
+    """
 
     p50_ms: float
     p95_ms: float
     mean_ms: float
     min_ms: float
     repeats: int
+    complete: bool = True
+    stopped_at_budget_ms: Optional[float] = None
 
     @classmethod
     def from_samples(cls, seconds: list[float]) -> LatencyMeasurement:
@@ -171,12 +181,19 @@ class LatencyBench:
             return run_model(model, self.x, self.edge_index, self.edge_type).logits
         return answer(model, self.serving_graph(model), targets, num_hops, self.protocol.fanout, generator)
 
-    def measure(self, model: GraphModel, num_hops: int) -> LatencyMeasurement:
-        """Time ``model`` (its weights do not matter) under this bench's protocol."""
+    def measure(self, model: GraphModel, num_hops: int, budget_ms: Optional[float] = None) -> LatencyMeasurement:
+        """Time ``model`` (its weights do not matter) under this bench's protocol.
+
+        With ``budget_ms``, stop as soon as the model is certainly over it
+        (:class:`~gkd_search.latency_stop.OverBudgetRule`) and return what was measured with
+        ``complete=False``.
+        """
         model = model.to(self.device).eval()
         if self.protocol.name == "request":
             self.serving_graph(model)  # built once, outside the timed region, as a server holds it
         samples: list[float] = []
+        every: list[float] = []
+        rule = None if budget_ms is None else OverBudgetRule(budget_ms, self.protocol.repeats)
         generator = torch.Generator().manual_seed(self.protocol.seed)  # the same samples for every model
         with fixed_threads(self.protocol.threads), torch.inference_mode():
             for i, targets in enumerate(self.batches):
@@ -185,8 +202,14 @@ class LatencyBench:
                 self._request(model, num_hops, targets, generator)
                 _synchronize(self.device)
                 elapsed = time.perf_counter() - start
+                every.append(elapsed)
                 if i >= self.protocol.warmup:
                     samples.append(elapsed)
+                if rule is not None and rule.over_budget(elapsed, timed=i >= self.protocol.warmup):
+                    measured = LatencyMeasurement.from_samples(samples or every[1:] or every)
+                    measured.complete, measured.stopped_at_budget_ms = False, float(budget_ms)
+                    measured.min_ms = min(every) * 1000.0
+                    return measured
         return LatencyMeasurement.from_samples(samples)
 
 
@@ -208,14 +231,21 @@ class LatencyCache:
             except (ValueError, KeyError, TypeError):
                 self.entries = {}  # unreadable cache: measure again, overwrite on save
 
-    def get(self, arch_key: str) -> Optional[LatencyMeasurement]:
+    def get(self, arch_key: str, budget_ms: Optional[float] = None) -> Optional[LatencyMeasurement]:
+        """The cached measurement, or ``None``; an incomplete one (stopped over a budget) only
+        when ``budget_ms`` is given and no larger than the budget it stopped at."""
         entry = self.entries.get(arch_key)
         if not isinstance(entry, dict) or not entry:
             return None
         try:
-            return LatencyMeasurement(**entry)
+            measured = LatencyMeasurement(**entry)
         except TypeError:  # a malformed entry: measure again
             return None
+        if not measured.complete:
+            stopped = measured.stopped_at_budget_ms
+            if budget_ms is None or stopped is None or budget_ms > stopped:
+                return None  # it proves nothing about a larger budget: measure again
+        return measured
 
     def put(self, arch_key: str, measurement: LatencyMeasurement) -> None:
         self.entries[arch_key] = asdict(measurement)
@@ -233,23 +263,58 @@ def measure_all(
     bench: LatencyBench,
     cache: LatencyCache,
     on_measured: Optional[Callable[[str, LatencyMeasurement, bool], None]] = None,
+    budget_ms: Optional[float] = None,
+    complete: Container[str] = (),
+    before_timing: Optional[Callable[[], object]] = None,
 ) -> dict[str, LatencyMeasurement]:
     """Measure each ``(arch_key, build_model, num_hops)`` serially, reusing cached entries.
 
-    The cache file is saved after every new measurement, so an interrupted run keeps what it
-    measured.
+    Cached entries come first; the others are measured cheapest first (fewest hops, then fewest
+    parameters), so the table fills fast and the progress shows it. With ``budget_ms``, a
+    measurement stops once the architecture is certainly over it
+    (:mod:`gkd_search.latency_stop`), except for the keys in ``complete`` (the teacher, whose
+    p50 is reported). ``before_timing`` is called once before the first measurement. The cache
+    file is saved after every new measurement, so an interrupted run keeps what it measured. The
+    table keeps the order of ``architectures``.
     """
+    jobs = list(architectures)
     table: dict[str, LatencyMeasurement] = {}
-    for key, build, num_hops in architectures:
-        cached = cache.get(key)
-        if cached is None:
-            torch.manual_seed(0)
-            measurement = bench.measure(build(), num_hops)
-            cache.put(key, measurement)
-            cache.save()
-        else:
-            measurement = cached
+    pending: list[tuple[tuple[int, int], str, GraphModel, int]] = []
+    for key, build, num_hops in jobs:
+        cached = cache.get(key, None if key in complete else budget_ms)
+        if cached is not None:
+            table[key] = cached
+            if on_measured:
+                on_measured(key, cached, True)
+            continue
+        torch.manual_seed(0)
+        model = build()  # built once: its size orders the queue, then it is timed
+        pending.append(((num_hops, count_parameters(model)), key, model, num_hops))
+    if pending and before_timing is not None:
+        before_timing()
+    pending.sort(key=lambda job: job[0])
+    while pending:
+        _, key, model, num_hops = pending.pop(0)
+        measurement = bench.measure(model, num_hops, None if key in complete else budget_ms)
+        del model  # the queue holds the others only
+        cache.put(key, measurement)
+        cache.save()
         table[key] = measurement
         if on_measured:
-            on_measured(key, measurement, cached is not None)
-    return table
+            on_measured(key, measurement, False)
+    return {key: table[key] for key, _, _ in jobs}
+
+
+def write_latency_table(table: dict[str, LatencyMeasurement], path: Path) -> Path:
+    """The latency table as CSV (one row per architecture: ``p50_ms``, ..., ``latency_complete``),
+    logged on the search run."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["architecture", "p50_ms", "p95_ms", "mean_ms", "min_ms", "requests", "latency_complete",
+                         "stopped_at_budget_ms"])
+        for key, m in table.items():
+            writer.writerow([key, m.p50_ms, m.p95_ms, m.mean_ms, m.min_ms, m.repeats, str(m.complete).lower(),
+                             "" if m.stopped_at_budget_ms is None else m.stopped_at_budget_ms])
+    return path

@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import asdict
@@ -26,8 +27,11 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .asha import make_scheduler
 from .distill.guard import REASONS as GUARD_REASONS
 from .errors import PluginWarning
+from .pruning import PRUNE_METRIC, TIME_ATTR, AshaSettings, RungReporter, latency_bracket
+from .pruning import max_epochs as space_max_epochs
 from .space import Architecture, SearchSpace, suggest_spec
 from .trial import TrialContext, run_trial
 from .types import DistillationMethod, ModelFamily, TrialResult, TrialSpec
@@ -66,8 +70,9 @@ class DefineByRunSpace:
 
 class GkdOptunaSearch(OptunaSearch):
     """Tells Optuna FAIL for failed trials and PRUNED for over-budget ones and for trials the
-    training guard stopped (``diverged``, ``degenerate``), rather than passing it missing
-    objective values. TPE ignores FAIL trials but ranks PRUNED ones with its worse group, so a
+    training guard stopped (``diverged``, ``degenerate``) or the scheduler stopped (their last
+    result is an intermediate one, ``gkd_status=running``), rather than passing it missing or
+    partial objective values. TPE ignores FAIL trials but ranks PRUNED ones with its worse group, so a
     stopped trial steers the sampler away from its region; a crash says nothing about it. Notes
     on each Optuna trial its Ray trial id and spec (user attributes ``ray_trial_id``,
     ``gkd_spec``), which ``--resume`` matches with the journal."""
@@ -85,7 +90,7 @@ class GkdOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         status = (result or {}).get("gkd_status")
-        if status in ("failed", "over_budget") and trial_id not in self._completed_trials:
+        if status in ("failed", "over_budget", "running") and trial_id not in self._completed_trials:
             stopped = (result or {}).get("gkd_error") in GUARD_REASONS
             state = TrialState.FAIL if status == "failed" and not stopped else TrialState.PRUNED
             self._ot_study.tell(self._ot_trials[trial_id], state=state)
@@ -146,7 +151,7 @@ def settle_study(storage: str, finished: Mapping[str, TrialResult]) -> int:
 
 
 def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir: Path,
-                 timeout_s: Optional[float]) -> TrialResult:
+                 timeout_s: Optional[float], on_epoch: Optional[Callable[[int, float], Any]] = None) -> TrialResult:
     """:func:`run_trial` under ``--trial-timeout``, on the device Ray assigned; whatever goes
     wrong inside the process is a ``failed`` result (reported, so Ray never retries it)."""
     from .cluster import trial_device, where_am_i
@@ -161,7 +166,7 @@ def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with deadline(timeout_s):
-            result = run_trial(spec, context, trial_id, save_dir=workdir)
+            result = run_trial(spec, context, trial_id, save_dir=workdir, on_epoch=on_epoch)
     except TrialTimeout:
         result = TrialResult(trial_id=trial_id, spec=spec, status="failed", failure="timeout",
                              error=f"timeout: stopped after --trial-timeout {timeout_s:g} s")
@@ -175,27 +180,40 @@ def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir:
     return result
 
 
-def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = None) -> None:
-    """The Ray Tune function trainable: one :func:`run_trial`, one report (with the student as
-    a Ray checkpoint, so it reaches the driver from any node of a cluster, through
-    ``--storage-path``)."""
+def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = None,
+              rungs: Sequence[int] = ()) -> None:
+    """The Ray Tune function trainable: one :func:`run_trial` (under ``--trial-timeout``),
+    reporting its best validation score at the scheduler's ``rungs`` (:mod:`gkd_search.pruning`),
+    then its result (with the student as a Ray checkpoint, so it reaches the driver from any node
+    of a cluster, through ``--storage-path``)."""
+    started = time.perf_counter()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     spec = TrialSpec(**config["gkd_spec"])
     trial_id = tune.get_context().get_trial_id() or uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="gkd-trial-"))
+    measured = context.latency.get(spec.architecture_key())
+    nan = float("nan")
+
+    def so_far() -> dict[str, Any]:
+        return {"latency_ms_p50": measured.p50_ms if measured is not None else nan,
+                "gkd_seconds": time.perf_counter() - started}
+
     try:
-        result = _run_guarded(spec, context, trial_id, workdir, timeout_s)
+        on_epoch = RungReporter(list(rungs), tune.report, so_far) if rungs else None
+        result = _run_guarded(spec, context, trial_id, workdir, timeout_s, on_epoch)
+        result.trial_seconds = time.perf_counter() - started
         payload = asdict(result)
         payload.pop("checkpoint", None)
         # Ray Tune stops the whole experiment on a result without the objectives, so a failed or
         # over-budget trial reports NaN; GkdOptunaSearch tells Optuna FAIL/PRUNED for it instead.
-        nan = float("nan")
         metrics: dict[str, Any] = {
             "gkd_status": result.status,
             "gkd_error": result.error or "",
             "gkd_result": json.dumps(payload),
             "val_score": result.val_score if result.status == "ok" else nan,
             "latency_ms_p50": result.latency_ms_p50 if result.latency_ms_p50 is not None else nan,
+            TIME_ATTR: result.epochs_run or 0,
+            PRUNE_METRIC: result.val_score if result.status == "ok" else nan,
         }
         if result.status == "ok":
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(workdir)))
@@ -237,6 +255,9 @@ class ReportToDriver(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
+        if last.get("gkd_status") == "running":  # stopped by the scheduler at a rung
+            self.record(pruned_result(trial.trial_id, TrialSpec(**trial.config["gkd_spec"]), last))
+            return
         if "gkd_result" not in last:
             self.on_trial_error(iteration, trials, trial, **info)
             return
@@ -283,6 +304,18 @@ def _failure_of(trial) -> tuple[str, str]:
     return ("worker_died" if died else "exception"), summary
 
 
+def pruned_result(trial_id: str, spec: TrialSpec, last: dict) -> TrialResult:
+    """A trial the scheduler stopped, from its last (rung) report: where it stopped
+    (``epochs_run``), its best validation score then (``last_val_score``)."""
+    def number(key: str) -> Optional[float]:
+        value = last.get(key)
+        return None if value is None or value != value else float(value)
+
+    return TrialResult(trial_id=trial_id, spec=spec, status="pruned", latency_ms_p50=number("latency_ms_p50"),
+                       last_val_score=number("val_score"), epochs_run=int(last.get(TIME_ATTR) or 0),
+                       trial_seconds=number("gkd_seconds"), latency_complete=True)
+
+
 def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int, experiment_dir: Path,
              num_samples: Optional[int] = None, searcher: Optional[GkdOptunaSearch] = None,
              storage_path: Optional[str] = None, started: Optional[Callable[[str, dict, int], None]] = None,
@@ -294,19 +327,25 @@ def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent:
     folder ``experiment_dir.name`` of ``storage_path`` (``--storage-path``, which every node of a
     cluster reaches), else of ``experiment_dir.parent``; the caller removes it once the
     selected student is logged. A trial whose worker process dies is restarted once
-    (:data:`MAX_FAILURES`); ``--trial-timeout`` is enforced inside the trial.
+    (:data:`MAX_FAILURES`); ``--trial-timeout`` is enforced inside the trial. With ``--pruner
+    asha`` trials report at the rungs of :func:`gkd_search.asha.make_scheduler`, which stops
+    hopeless ones (within latency brackets).
     """
     config = prepared.config
     extra = {"timeout_s": config.trial_timeout} if getattr(config, "trial_timeout", None) else {}
+    max_epochs = space_max_epochs(prepared.space.training["epochs"])
+    brackets = {a.key: latency_bracket(prepared.latency[a.key].p50_ms, config.budget_ms) for a in prepared.feasible}
+    scheduler = make_scheduler(config.pruner, brackets, max_epochs)
+    rungs = AshaSettings().rungs(max_epochs) if scheduler is not None else []
     runnable = tune.with_resources(
-        tune.with_parameters(trainable, context=prepared.context(), **extra),
+        tune.with_parameters(trainable, context=prepared.context(), rungs=rungs, **extra),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},
     )
     tuner = tune.Tuner(
         runnable,
         tune_config=tune.TuneConfig(search_alg=searcher or make_searcher(prepared),
                                     num_samples=num_samples or config.trials,
-                                    max_concurrent_trials=max_concurrent, reuse_actors=True),
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True, scheduler=scheduler),
         run_config=tune.RunConfig(name=experiment_dir.name, storage_path=storage_path or str(experiment_dir.parent),
                                   verbose=0, callbacks=[ReportToDriver(record, started, student_dir)],
                                   failure_config=tune.FailureConfig(max_failures=MAX_FAILURES)),

@@ -26,10 +26,19 @@ from .datasets._files import resolve_data_root
 from .distill.minibatch import Batching
 from .errors import SpaceError, UsageError
 from .graph_ops import parse_fanout
-from .latency import LatencyBench, LatencyCache, LatencyMeasurement, LatencyProtocol, hardware_label, measure_all
+from .latency import (
+    LatencyBench,
+    LatencyCache,
+    LatencyMeasurement,
+    LatencyProtocol,
+    hardware_label,
+    measure_all,
+    write_latency_table,
+)
 from .loading import default_cache_dir, parse_dataset, typed_dataset_options
 from .metrics import ScoreMetric, resolve_metric
 from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
+from .pruning import check_pruner
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
@@ -89,6 +98,9 @@ class SearchConfig:
     latency_on: str = "driver"
     #: seconds after which a trial is stopped and recorded ``failed`` (``timeout``)
     trial_timeout: Optional[float] = None
+    #: ``asha``: stop hopeless trials at ASHA's rungs, within latency brackets
+    #: (:mod:`gkd_search.pruning`); ``none``: every trial trains to its epoch limit or patience
+    pruner: str = "asha"
 
     def batching(self) -> Batching:
         """Full-batch or mini-batch training (``--mini-batch``, ``--batch-size``, ``--fanout``)."""
@@ -144,6 +156,7 @@ class SearchConfig:
             raise UsageError(f"--select {self.select!r} is unknown; use one of {', '.join(SELECTION_RULES)}")
         if self.register_model is not None:
             check_model_name(self.register_model)
+        check_pruner(self.pruner)
 
 
 def check_model_name(name: str) -> None:
@@ -233,8 +246,15 @@ class Prepared:
 
 
 def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter: Optional[Reporter] = None,
-            *, check_tracking: bool = True) -> Prepared:
-    """Validate everything, load the data, get the teacher and time every architecture."""
+            *, check_tracking: bool = True, start_services: Optional[Callable[[str], Any]] = None,
+            before_timing: Optional[Callable[[], Any]] = None) -> Prepared:
+    """Validate everything, load the data, get the teacher and time every architecture.
+
+    ``start_services(tracking_uri)``, when given, replaces the tracking check once the data has
+    loaded (a search checks the store there, then opens it and starts Ray in the background:
+    :class:`~gkd_search.background.BackgroundStart`); ``before_timing`` is
+    called once before the first architecture is timed (a search waits there for Ray to finish
+    starting in the background, so timing runs on idle cores)."""
     from .tracking import check_tracking_uri, resolve_tracking_uri
 
     reporter = reporter or Reporter()
@@ -267,7 +287,9 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
                                     **dataset_options)
     timings["data_seconds"] = time.perf_counter() - start
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
-    if check_tracking:  # before any training
+    if start_services is not None:  # before any training
+        start_services(tracking_uri)
+    elif check_tracking:
         check_tracking_uri(tracking_uri)
     d = dataset.data
     metric = resolve_metric(config.metric or dataset.metric, dataset.evaluator)
@@ -342,15 +364,18 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
                 on_measured(key, m, cached)
                 bar.update(1, last=f"{key} {m.p50_ms:.2f} ms")
 
-            latency = measure_all(jobs, bench, cache, on_measured_shown)
+            latency = measure_all(jobs, bench, cache, on_measured_shown, budget_ms=config.budget_ms,
+                                  complete={f"teacher:{teacher.spec}"}, before_timing=before_timing)
         hardware = hardware_label(protocol.device)
     timings["latency_seconds"] = time.perf_counter() - start
     teacher_latency = latency.pop(f"teacher:{teacher.spec}")
-    feasible = [a for a in architectures if latency[a.key].p50_ms <= config.budget_ms]
+    feasible = [a for a in architectures if latency[a.key].complete and latency[a.key].p50_ms <= config.budget_ms]
+    stopped = sum(not m.complete for m in latency.values())
     reporter.message(
         f"latency ({protocol.name}, batch {protocol.batch_size}, {protocol.threads} thread(s), "
         f"{hardware}): {len(architectures)} architectures, {counts['measured']} measured now, "
-        f"{counts['cached']} from cache; {len(feasible)} within {config.budget_ms:g} ms; "
+        f"{counts['cached']} from cache; {len(feasible)} within {config.budget_ms:g} ms"
+        f"{f' ({stopped} stopped early, certainly over it)' if stopped else ''}; "
         f"teacher p50 {teacher_latency.p50_ms:.2f} ms"
     )
     if teacher_latency.p50_ms <= config.budget_ms:
@@ -421,20 +446,51 @@ class SearchInterrupted(KeyboardInterrupt):
 
 
 class _Ray:
-    """Ray for one search: started (or joined) once, when first needed, shut down at the end."""
+    """Ray for one search: started once, in the background while the teacher trains
+    (:class:`~gkd_search.background.BackgroundStart`, with the MLflow store), or joined at once
+    (``--ray-address``, ``--latency-on worker``: fail fast), and shut down at the end."""
 
     def __init__(self, config: SearchConfig) -> None:
         self.config, self.started = config, False
+        self.background = None
+
+    def start_in_background(self, tracking_uri: str) -> None:
+        """``prepare``'s ``start_services``: Ray (unless already up) and the store, in threads."""
+        import ray
+
+        from .background import BackgroundStart
+        from .tracking import check_tracking_uri
+
+        if ray.is_initialized():
+            check_tracking_uri(tracking_uri)
+            return
+        self.background = BackgroundStart(self.config)
+        self.background.start(tracking_uri)
+
+    def wait_for_ray(self) -> None:
+        if self.background is not None:
+            self.background.wait_for_ray()
+
+    def services_ready(self) -> dict[str, float]:
+        """Wait for the background start-ups, raise what they raised; their timings."""
+        if self.background is None:
+            return {}
+        self.background.wait()
+        return self.background.timings
 
     def ensure(self) -> None:
         import ray
 
+        if self.background is not None:
+            self.background.wait_for_ray()
         if not ray.is_initialized():
             from .ray_backend import init_ray
 
             self.started = init_ray(self.config) or self.started
 
     def shutdown(self) -> None:
+        if self.background is not None:
+            self.background.shutdown_ray()
         if self.started:
             import ray
 
@@ -474,7 +530,9 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
         if resume is None and not fresh:
             cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
             check_no_resumable_twin(resolve_tracking_uri(config.tracking_uri), config.experiment, config, cache)
-        prepared = prepare(config, registry, reporter)
+        prepared = prepare(config, registry, reporter, start_services=ray_session.start_in_background,
+                           before_timing=ray_session.wait_for_ray)
+        prepared.timings.update(ray_session.services_ready())
         registry = prepared.registry
         tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,
                                 teacher_latency_ms_p50=prepared.teacher_latency.p50_ms, on_retry=reporter.message)
@@ -547,6 +605,7 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "mini_batch": c.mini_batch, "batch_size": c.batch_size, "fanout": ",".join(map(str, c.batching().fanout)),
         "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
         "metric": p.metric.name, "select": c.select, "register_model": p.registered_model_name() or "",
+        "pruner": c.pruner,
         "dataset_hash": p.dataset.content_hash(),
         "latency_on": c.latency_on, "trial_timeout": c.trial_timeout or "", "ray_address": c.ray_address or "",
         "storage_path": c.storage_path or "", "ray_nodes": _ray_nodes(c),
@@ -687,12 +746,16 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
                            title=f"{prepared.dataset.name}: teacher {prepared.teacher.spec}", metric=prepared.metric.name,
                            teacher=(prepared.teacher_latency.p50_ms, prepared.teacher.val_score))
         table = _write_trials_csv(results, workdir / "trials.csv")
+        latency_table = write_latency_table(
+            {**prepared.latency, f"teacher:{prepared.teacher.spec}": prepared.teacher_latency}, workdir / "latency.csv")
         feasible = sum(1 for r in results if r.status == "ok" and r.latency_ms_p50 <= config.budget_ms)
         extra = {
             "search_seconds": seconds,
             "n_ok": sum(r.status == "ok" for r in results),
             "n_failed": sum(r.status == "failed" for r in results),
             "n_over_budget": sum(r.status == "over_budget" for r in results),
+            "n_pruned": sum(r.status == "pruned" for r in results),
+            "n_latency_incomplete": sum(not m.complete for m in prepared.latency.values()),
             "select_tolerance": choice.tolerance,
             **{k: v for k, v in prepared.timings.items()},
         }
@@ -711,7 +774,8 @@ def _finish(prepared: Prepared, tracker, results: list[TrialResult], seconds: fl
         if choice.best is not None:
             extra.update(best_val_score=choice.best.val_score, best_test_score=choice.best.test_score)
         checkpoint = Path(selected.checkpoint) if selected is not None and selected.checkpoint else None
-        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table}, feasible, extra)
+        tracker.finish(summary, {"pareto.png": plot, "trials.csv": table, "latency.csv": latency_table}, feasible,
+                       extra)
         if checkpoint is not None:
             student_dir, graph_file = _model_files(checkpoint, prepared, workdir)
             summary.model_uri, summary.registered_version = tracker.log_student_model(

@@ -51,8 +51,11 @@ def existing_store(uri: Optional[str]) -> str:
     return uri
 
 
-def check_tracking_uri(uri: str) -> None:
+def check_tracking_uri(uri: str, open_it: bool = True) -> None:
     """Fail fast, before any training, when the tracking store cannot be used.
+
+    ``open_it=False`` runs only the cheap checks (the server answers, the database's folder is
+    writable); :func:`open_store` does the rest (a search runs it in the background).
 
     Raises:
         TrackingError: with the URI and how to fix it.
@@ -83,6 +86,18 @@ def check_tracking_uri(uri: str) -> None:
         raise TrackingError(
             f"unsupported tracking URI {uri!r}: use {DEFAULT_TRACKING_URI}, another database URI or an http(s) server"
         )
+    if open_it:
+        open_store(uri)
+
+
+def open_store(uri: str) -> None:
+    """Open the tracking store once (a new sqlite store is created here: its schema migrations
+    take about 2 s); MLflow keeps the opened store for every later client of the same URI.
+
+    Raises:
+        TrackingError: the store cannot be used.
+    """
+    db = _sqlite_path(uri)
     try:
         from mlflow.tracking import MlflowClient
 
@@ -234,10 +249,14 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
         "params": result.params,
         "compression_ratio": teacher.num_params / result.params if result.params else None,
         "speedup": speedup,
-        "peak_gpu_mb": result.peak_gpu_mb,
+        "latency_complete": None if result.latency_complete is None else float(result.latency_complete),
+        "trial_seconds": result.trial_seconds,
     }
     if result.status == "failed":  # what a stopped trial cost (distill/guard.py)
         metrics.update(epochs_run=result.epochs_run, train_seconds=result.train_seconds)
+    if result.status == "pruned":  # stopped by the scheduler: where, and its best score then
+        metrics.update(epochs_run=result.epochs_run, last_val_score=result.last_val_score,
+                       train_seconds=result.train_seconds)
     if result.status == "ok":
         metrics.update(
             val_acc=result.val_acc,

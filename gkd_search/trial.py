@@ -10,7 +10,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -61,7 +61,8 @@ class TrialContext:
 def _latency_for(spec: TrialSpec, ctx: TrialContext, family: ModelFamily, build) -> LatencyMeasurement:
     measured = ctx.latency.get(spec.architecture_key())
     if measured is None:  # only outside a search, which measures every architecture first
-        measured = LatencyBench(ctx.dataset, ctx.protocol).measure(build(), family.num_hops(spec.num_layers, **spec.family_params))
+        measured = LatencyBench(ctx.dataset, ctx.protocol).measure(
+            build(), family.num_hops(spec.num_layers, **spec.family_params), budget_ms=ctx.budget_ms)
     return measured
 
 
@@ -83,11 +84,20 @@ def _loss_graph(data, rows: Optional[Tensor]) -> tuple[Optional[Tensor], Tensor]
     return rows, induced_edges(index, rows)
 
 
-def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optional[Path] = None) -> TrialResult:
+#: ``on_epoch(epoch, val_score) -> keep_going``: called after every training epoch with the best
+#: validation score (``--metric``) so far; returning False stops the trial, which ends ``pruned``
+EpochReport = Callable[[int, float], bool]
+
+
+def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optional[Path] = None,
+              on_epoch: Optional[EpochReport] = None) -> TrialResult:
     """Run one trial. Never raises for a problem of the trial itself: it returns ``failed``.
 
     Args:
         save_dir: where to save the trained student (``config.json`` + ``weights.pt``).
+        on_epoch: the trial's progress reports (a multi-fidelity scheduler reads them; see
+            :data:`EpochReport`). A trial it stops is ``pruned``: ``epochs_run`` says where,
+            ``last_val_score`` its best validation score then; it is not saved.
     """
     result = TrialResult(trial_id=trial_id, spec=spec, status="ok")
     train_start = time.perf_counter()
@@ -105,7 +115,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         result.params = count_parameters(model)
         latency = _latency_for(spec, ctx, family, build)
         result.latency_ms_p50, result.latency_ms_p95 = latency.p50_ms, latency.p95_ms
-        if latency.p50_ms > ctx.budget_ms:
+        result.latency_complete = latency.complete
+        if latency.p50_ms > ctx.budget_ms or not latency.complete:
             result.status = "over_budget"
             return result
 
@@ -162,16 +173,25 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         # judged on the score early stopping keeps (the search's --metric)
         guard = make_guard(metric, data, dataset.num_classes)
         train_start = time.perf_counter()
+        report = None if on_epoch is None else (lambda epoch, last, best: on_epoch(epoch, best))
         with PeakMemory() as memory:
             if minibatch:
                 outcome = train_minibatch(
                     model, lambda out, ids, edges: loss(out, batch_of(ids, edges)), data, settings, ctx.batching,
                     num_hops=family.num_hops(spec.num_layers, **spec.family_params), seeds=None if rows is None else rows.cpu(),
-                    extra_parameters=loss.parameters(), metric=metric, seed=spec.seed, guard=guard,
+                    extra_parameters=loss.parameters(), metric=metric, seed=spec.seed, on_epoch=report, guard=guard,
                 )
             else:
                 objective = (lambda out: loss(out, batch)) if rows is None else (lambda out: loss(select_rows(out, rows), batch))
-                outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric, guard=guard)
+                outcome = train_model(model, objective, data, settings, loss.parameters(), metric=metric, on_epoch=report,
+                                      guard=guard)
+        if outcome.stopped_by_callback:
+            result.status = "pruned"
+            result.last_val_score = outcome.val_score
+            result.train_seconds, result.epochs_run = outcome.seconds, outcome.epochs_run
+            result.train_seconds_per_epoch = outcome.seconds / max(outcome.epochs_run, 1)
+            result.peak_rss_mb = memory.peak_mb
+            return result
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "after"))
         y = data.y
         result.val_score, result.test_score = outcome.val_score, outcome.test_score

@@ -546,8 +546,10 @@ def architecture_key(family: str, num_layers: int, hidden_channels: int, family_
 class TrialResult:
     """The outcome of one trial, as logged to MLflow and passed to ``gkd_trial_finished``.
 
-    ``status`` is ``ok``, ``over_budget`` (not trained) or ``failed`` (``error`` says why:
-    ``diverged`` or ``degenerate`` when the training guard stopped it, else the exception).
+    ``status`` is ``ok``, ``over_budget`` (not trained), ``pruned`` (stopped by the search's
+    scheduler after ``epochs_run`` epochs, its best validation score then in ``last_val_score``;
+    never selected) or ``failed`` (``error`` says why: ``diverged`` or ``degenerate`` when the
+    training guard stopped it, else the exception).
     Accuracies are fractions in ``[0, 1]``; ``val_score`` and ``test_score`` are the search's
     ``--metric`` (accuracy by default), which the sampler, the Pareto front and the selection
     use, and ``val_score_se`` its standard error on the validation nodes
@@ -568,7 +570,14 @@ class TrialResult:
     #: why the trial counts as collapsed (``None``: it did not): its validation score is below
     #: the chance level, or far below its architecture's ``none`` trial; tag ``gkd.degenerate``
     degenerate: Optional[str] = None
+    #: a pruned trial's best validation score (``--metric``) when it was stopped
+    last_val_score: Optional[float] = None
+    #: False when the architecture's latency measurement stopped early, certainly over the budget
+    latency_complete: Optional[bool] = None
     train_seconds: Optional[float] = None
+    #: the whole trial's wall time in its worker (build, latency gate, training, evaluation,
+    #: saving); for a pruned trial, until it was stopped
+    trial_seconds: Optional[float] = None
     epochs_run: Optional[int] = None
     train_seconds_per_epoch: Optional[float] = None
     peak_rss_mb: Optional[float] = None

@@ -242,8 +242,8 @@ def test_measure_all_uses_cache(gkd_registry, tmp_path):
 
     archs = [builder("gcn", 2), builder("mlp", 2)]
     first = measure_all(archs, bench, LatencyCache(tmp_path, ds, p), lambda k, m, cached: events.append((k, cached)))
-    assert calls == ["gcn-2", "mlp-2"]
-    assert events == [("gcn-2L-8", False), ("mlp-2L-8", False)]
+    assert calls == ["gcn-2", "mlp-2"]  # each built once
+    assert events == [("mlp-2L-8", False), ("gcn-2L-8", False)]  # the cheapest (fewest hops) timed first
     assert set(first) == {"gcn-2L-8", "mlp-2L-8"}
     assert all(m.repeats == 30 for m in first.values())
 

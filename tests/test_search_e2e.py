@@ -121,7 +121,7 @@ def test_one_child_run_per_trial_with_every_documented_name(client):
     for run in children:
         tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
         assert tags["gkd.role"] == "trial"
-        assert tags["gkd.status"] in {"ok", "over_budget", "failed"}
+        assert tags["gkd.status"] in {"ok", "over_budget", "pruned", "failed"}
         assert tags["gkd.pareto"] in {"true", "false"}
         assert TRIAL_PARAMS | METHOD_PARAMS[params["method"]] <= set(params)
         if tags["gkd.status"] == "ok":

@@ -27,7 +27,8 @@ TEACHER = "gcn:2:32:epochs=60:patience=30"
 def search(workdir: Path, dataset: str, *extra: str, data_root: Path | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "gkd_search", "--dataset", dataset, "--space", str(TINY_SPACE), "--trials", "3",
                "--epochs", "20", "--budget-ms", "50", "--teacher", TEACHER,
-               "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", "--cache-dir", str(workdir / "cache"), *extra]
+               "--tracking-uri", f"sqlite:///{workdir}/mlflow.db", "--cache-dir", str(workdir / "cache"),
+               "--pruner", "none", *extra]  # every trial trains: the graphs, not pruning, are tested
     if data_root is not None:
         command += ["--data-root", str(data_root)]
     proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900,

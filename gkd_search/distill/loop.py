@@ -67,13 +67,16 @@ class TrainOutcome:
     epochs_run: int
     seconds: float
     logits: Optional[Tensor] = None
+    #: True when ``on_epoch`` returned False (a scheduler stopped a hopeless trial)
+    stopped_by_callback: bool = False
 
 
 #: ``metric(logits, y, mask) -> float``: accuracy, a dataset's official evaluator, or another
 #: :class:`~gkd_search.metrics.ScoreMetric`
 Metric = Callable[[Tensor, Tensor, Tensor], float]
-#: ``on_epoch(epoch, val score, best val score so far)``, after each epoch (progress displays)
-EpochCallback = Callable[[int, float, float], None]
+#: ``on_epoch(epoch, val score, best val score so far)``, after each epoch (progress displays, a
+#: trial's reports to its scheduler); returning False stops training there (any other value goes on)
+EpochCallback = Callable[[int, float, float], Optional[bool]]
 
 
 @torch.no_grad()
@@ -140,6 +143,7 @@ def train_model(
     edge_type = getattr(data, "edge_type", None)
     start = time.perf_counter()
     epoch = 0
+    stopped = False
     for epoch in range(1, settings.epochs + 1):
         model.train()
         optimizer.zero_grad(set_to_none=True)
@@ -148,8 +152,9 @@ def train_model(
         loss.backward()
         optimizer.step()
         going_on = best.update(epoch, predict(model, data).logits, data)
-        if on_epoch is not None:
-            on_epoch(epoch, best.last, best.score)
+        if on_epoch is not None and on_epoch(epoch, best.last, best.score) is False:
+            stopped = True
+            break
         if not going_on:
             break
         guard.check_score(epoch, best.score)
@@ -157,4 +162,4 @@ def train_model(
     best.restore()
     logits = predict(model, data).logits
     return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
-                        best.epoch, epoch, seconds, logits)
+                        best.epoch, epoch, seconds, logits, stopped)

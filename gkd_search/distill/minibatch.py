@@ -135,6 +135,7 @@ def train_minibatch(
     chunk = batching.chunk_for(data.num_nodes)
     start = time.perf_counter()
     epoch = 0
+    stopped = False
     for epoch in range(1, settings.epochs + 1):
         model.train()
         order = seeds[torch.randperm(seeds.numel(), generator=generator)]
@@ -148,8 +149,9 @@ def train_minibatch(
             loss.backward()
             optimizer.step()
         going_on = best.update(epoch, predict(model, data, chunk).logits, data)
-        if on_epoch is not None:
-            on_epoch(epoch, best.last, best.score)
+        if on_epoch is not None and on_epoch(epoch, best.last, best.score) is False:
+            stopped = True
+            break
         if not going_on:
             break
         guard.check_score(epoch, best.score)
@@ -157,4 +159,4 @@ def train_minibatch(
     best.restore()
     logits = predict(model, data, chunk).logits
     return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
-                        best.epoch, epoch, seconds, logits)
+                        best.epoch, epoch, seconds, logits, stopped)

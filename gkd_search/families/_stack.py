@@ -8,9 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import sparse
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, Subgraph
 from ..types import GraphModel, ModelOutput
+from . import _fast
 
 
 def layer_widths(in_channels: int, hidden_channels: int, num_classes: int, num_layers: int) -> list[tuple[int, int]]:
@@ -122,9 +124,44 @@ class LayerStack(GraphModel):
             return layer(x, edge_index, edge_weight)
         return layer(x, edge_index)
 
+    def _sparse_kind(self) -> Optional[str]:
+        """The propagation every layer shares when all have a sparse form (``"sum"``, ``"mean"``,
+        ``"none"`` for graph-free layers), else ``None`` (:mod:`gkd_search.families._fast`)."""
+        if self.relational or not sparse.enabled():
+            return None
+        kinds = {_fast.supports(layer) for layer in self.layers}
+        if None in kinds:
+            return None
+        graph_kinds = kinds - {"none"}
+        if not self.uses_graph:
+            return "none" if not graph_kinds else None
+        return graph_kinds.pop() if len(graph_kinds) == 1 else None
+
+    def _forward_sparse(self, x: Tensor, propagation: Optional[sparse.SparseMatrix]) -> ModelOutput:
+        """:meth:`forward` with CSR products (:mod:`gkd_search.sparse`); the same outputs."""
+        h: sparse.Features = sparse.sparse_features(x)
+        hidden: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            h = sparse.dropout(h, self.dropout, self.training)
+            h = _fast.run_layer(layer, h, propagation)
+            hidden.append(h)
+            if i < len(self.layers) - 1:
+                h = self.act(h)
+        return ModelOutput(logits=h, hidden=hidden)
+
+    def _propagation(self, kind: str, edge_index: Tensor, num_nodes: int,
+                     edge_weight: Optional[Tensor]) -> Optional[sparse.SparseMatrix]:
+        if kind == "none":
+            return None
+        return sparse.propagation_matrix(edge_index, num_nodes, normalize=self.normalize, edge_weight=edge_weight,
+                                         reduce=kind)
+
     def forward(self, x: Tensor, edge_index: Optional[Tensor] = None, edge_type: Optional[Tensor] = None,
                 edge_weight: Optional[Tensor] = None) -> ModelOutput:
         """``edge_weight``: the edges are already normalised (see :attr:`GraphModel.normalize`)."""
+        kind = self._sparse_kind()
+        if kind is not None and (kind != "none" or sparse.sparse_features(x) is not x):
+            return self._forward_sparse(x, self._propagation(kind, edge_index, x.size(0), edge_weight))
         if self.uses_graph and self.normalize is not None and edge_weight is None:
             edge_index, edge_weight = self.normalize(edge_index, x.size(0))
         hidden: list[Tensor] = []
@@ -150,12 +187,21 @@ class LayerStack(GraphModel):
         if self.normalize is not None:
             edge_index, edge_weight = self.normalize(edge_index, num_nodes)
         index = NeighbourhoodIndex(edge_index, num_nodes)
+        kind = self._sparse_kind()
         hidden: list[Tensor] = []
         h = x
+
+        def run(layer: nn.Module, h: Tensor, sub: Subgraph) -> Tensor:
+            weight = None if edge_weight is None else edge_weight[sub.edge_ids]
+            if kind is not None:  # the chunk's edges carry the whole graph's weights
+                propagation = None if kind == "none" else sparse.propagation_matrix(
+                    sub.edge_index, sub.num_nodes, edge_weight=weight, reduce=kind)
+                return _fast.run_layer(layer, h[sub.nodes], propagation)
+            return self._run_layer(layer, h[sub.nodes], sub.edge_index, weight,
+                                   None if edge_type is None else edge_type[sub.edge_ids])
+
         for i, layer in enumerate(self.layers):
-            out = layer_in_chunks(index, chunk_size, lambda sub, layer=layer, h=h: self._run_layer(
-                layer, h[sub.nodes], sub.edge_index, None if edge_weight is None else edge_weight[sub.edge_ids],
-                None if edge_type is None else edge_type[sub.edge_ids]))
+            out = layer_in_chunks(index, chunk_size, lambda sub, layer=layer, h=h: run(layer, h, sub))
             if keep_hidden:
                 hidden.append(out)
             h = self.act(out) if i < len(self.layers) - 1 else out

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import APPNP as APPNPPropagation
 
+from .. import sparse
 from ..errors import UsageError
 from ..hookspecs import hookimpl
 from ..params import Choice
@@ -53,11 +54,11 @@ class APPNPModel(GraphModel):
     def alpha(self) -> float:
         return float(self.propagation.alpha)
 
-    def _predict(self, x: Tensor, hidden: list[Tensor]) -> Tensor:
+    def _predict(self, x: sparse.Features, hidden: list[Tensor]) -> Tensor:
         """``H = f_theta(X)``; appends the hidden layers' pre-activations to ``hidden``."""
         h = x
         for i, lin in enumerate(self.lins):
-            h = lin(F.dropout(h, p=self.dropout, training=self.training))
+            h = sparse.linear(sparse.dropout(h, self.dropout, self.training), lin.weight, lin.bias)
             if i < len(self.lins) - 1:
                 hidden.append(h)
                 h = F.relu(h)
@@ -65,13 +66,31 @@ class APPNPModel(GraphModel):
 
     normalize = staticmethod(gcn_normalize)
 
+    def _sparse(self) -> bool:
+        """Whether propagation runs as CSR products (:mod:`gkd_search.sparse`): PyG's ``APPNP``
+        without edge dropout, the only way this model builds it."""
+        return sparse.enabled() and not (self.propagation.dropout > 0 and self.training)
+
+    def _propagate(self, propagation: sparse.SparseMatrix, h: Tensor) -> Tensor:
+        """``Z^(k+1) = (1 - alpha) S Z^(k) + alpha H``, ``K`` times (Eq. 4), as PyG's ``APPNP``."""
+        z = h
+        for _ in range(self.K):
+            z = propagation.matmul(z) * (1 - self.alpha) + self.alpha * h
+        return z
+
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
         """``edge_weight``: the edges are already normalised (``S``'s weights)."""
         hidden: list[Tensor] = []
-        h = self._predict(x, hidden)
-        if edge_weight is None:
-            edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
-        logits = self.propagation(h, edge_index, edge_weight)
+        if self._sparse():
+            h = self._predict(sparse.sparse_features(x), hidden)
+            propagation = sparse.propagation_matrix(edge_index, x.size(0), normalize=gcn_normalize,
+                                                    edge_weight=edge_weight)
+            logits = self._propagate(propagation, h)
+        else:
+            h = self._predict(x, hidden)
+            if edge_weight is None:
+                edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+            logits = self.propagation(h, edge_index, edge_weight)
         hidden.append(logits)
         return ModelOutput(logits=logits, hidden=hidden)
 
@@ -90,9 +109,18 @@ class APPNPModel(GraphModel):
             hidden.clear()
         index, edge_weight = normalized_index(edge_index, num_nodes)
         alpha, z = self.alpha, h
+        fast = self._sparse()
+
+        def step(z: Tensor, sub) -> Tensor:
+            if fast:
+                propagation = sparse.propagation_matrix(sub.edge_index, sub.num_nodes,
+                                                        edge_weight=edge_weight[sub.edge_ids])
+                return propagation.matmul(z[sub.nodes]) * (1 - alpha) + alpha * h[sub.nodes]
+            return (1 - alpha) * self.propagation.propagate(
+                sub.edge_index, x=z[sub.nodes], edge_weight=edge_weight[sub.edge_ids]) + alpha * h[sub.nodes]
+
         for _ in range(self.K):  # Z <- (1 - alpha) S Z + alpha H, as PyG's APPNP.forward
-            z = layer_in_chunks(index, chunk_size, lambda sub, z=z: (1 - alpha) * self.propagation.propagate(
-                sub.edge_index, x=z[sub.nodes], edge_weight=edge_weight[sub.edge_ids]) + alpha * h[sub.nodes])
+            z = layer_in_chunks(index, chunk_size, lambda sub, z=z: step(z, sub))
         hidden.append(z)
         return ModelOutput(logits=z, hidden=hidden)
 

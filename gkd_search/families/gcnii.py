@@ -25,10 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCN2Conv
 
+from .. import sparse
 from ..errors import UsageError
 from ..hookspecs import hookimpl
 from ..params import Choice
 from ..types import GraphModel, ModelFamily, ModelOutput
+from . import _fast
 from ._stack import gcn_normalize, layer_in_chunks, normalized_index, reject_unknown_params
 
 
@@ -61,25 +63,13 @@ class GCNII(GraphModel):
         return {"conv": list(self.convs.parameters()),
                 "dense": [*self.lin_in.parameters(), *self.lin_out.parameters()]}
 
-    def _initial(self, x: Tensor) -> Tensor:
-        return F.relu(self.lin_in(self._input_dropout(x)))
+    def _initial(self, x: sparse.Features) -> Tensor:
+        x = sparse.dropout(x, self.dropout, self.training)
+        return F.relu(sparse.linear(x, self.lin_in.weight, self.lin_in.bias))
 
-    def _input_dropout(self, x: Tensor) -> Tensor:
-        """``F.dropout(x)`` drawing only for the nonzero entries of sparse features (a zero stays
-        zero either way, so the distribution is the same): on Cora's bag-of-words (1.3 % nonzero)
-        a 4-wide student's step is several times faster. The nonzero positions are found once per
-        input tensor (kept by reference, so a new tensor is never mistaken for the old one)."""
-        if not self.training or self.dropout <= 0.0 or self.dropout >= 1.0 or x.requires_grad or x.dim() != 2:
-            return F.dropout(x, p=self.dropout, training=self.training)
-        if getattr(self, "_nonzero_src", None) is not x or self._nonzero_version != x._version:
-            self._nonzero_src, self._nonzero_version = x, x._version
-            index = x.nonzero(as_tuple=True)
-            self._nonzero = index if index[0].numel() < 0.25 * x.numel() else None
-        if self._nonzero is None:  # dense features: the plain dropout
-            return F.dropout(x, p=self.dropout, training=True)
-        values = x[self._nonzero]
-        kept = values * (torch.rand_like(values) >= self.dropout) / (1.0 - self.dropout)
-        return torch.zeros_like(x).index_put_(self._nonzero, kept)
+    def _sparse(self) -> bool:
+        """Whether the convolutions run as CSR products (:mod:`gkd_search.families._fast`)."""
+        return sparse.enabled() and all(_fast.gcn2_supported(conv) for conv in self.convs)
 
     def _logits(self, h: Tensor) -> Tensor:
         return self.lin_out(F.dropout(h, p=self.dropout, training=self.training))
@@ -88,13 +78,22 @@ class GCNII(GraphModel):
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
         """``edge_weight``: the edges are already normalised (``P``'s weights)."""
-        if edge_weight is None:
-            edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
-        x_0 = h = self._initial(x)
+        if self._sparse():
+            propagation = sparse.propagation_matrix(edge_index, x.size(0), normalize=gcn_normalize,
+                                                    edge_weight=edge_weight)
+            x_0 = h = self._initial(sparse.sparse_features(x))
+        else:
+            propagation = None
+            if edge_weight is None:
+                edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
+            x_0 = h = self._initial(x)
         hidden: list[Tensor] = []
         for conv in self.convs:
             h = F.dropout(h, p=self.dropout, training=self.training)
-            h = conv(h, x_0, edge_index, edge_weight)
+            if propagation is not None:
+                h = _fast.gcn2_conv(conv, h, x_0, propagation)
+            else:
+                h = conv(h, x_0, edge_index, edge_weight)
             hidden.append(h)
             h = F.relu(h)
         logits = self._logits(h)
@@ -115,9 +114,17 @@ class GCNII(GraphModel):
         index, edge_weight = normalized_index(edge_index, num_nodes)
         x_0 = h = self._initial(x)  # row-wise: needs no graph
         hidden: list[Tensor] = []
+        fast = self._sparse()
+
+        def run(conv: GCN2Conv, h: Tensor, sub) -> Tensor:
+            if fast:
+                propagation = sparse.propagation_matrix(sub.edge_index, sub.num_nodes,
+                                                        edge_weight=edge_weight[sub.edge_ids])
+                return _fast.gcn2_conv(conv, h[sub.nodes], x_0[sub.nodes], propagation)
+            return conv(h[sub.nodes], x_0[sub.nodes], sub.edge_index, edge_weight[sub.edge_ids])
+
         for conv in self.convs:
-            out = layer_in_chunks(index, chunk_size, lambda sub, conv=conv, h=h: conv(
-                h[sub.nodes], x_0[sub.nodes], sub.edge_index, edge_weight[sub.edge_ids]))
+            out = layer_in_chunks(index, chunk_size, lambda sub, conv=conv, h=h: run(conv, h, sub))
             if keep_hidden:
                 hidden.append(out)
             h = F.relu(out)

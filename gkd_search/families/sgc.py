@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import SimpleConv
 
+from .. import sparse
 from ..errors import UsageError
 from ..hookspecs import hookimpl
 from ..types import GraphModel, ModelFamily, ModelOutput
@@ -51,17 +52,30 @@ class SGC(GraphModel):
         self.propagation = SimpleConv(aggr="sum")  # sum_j w_ji h_j, no parameters
 
     def _step(self, k: int, h: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
-        h = self.propagation(h, edge_index, edge_weight)
+        if sparse.enabled():
+            h = sparse.propagation_matrix(edge_index, h.size(0), edge_weight=edge_weight).matmul(h)
+        else:
+            h = self.propagation(h, edge_index, edge_weight)
         return h + self.bias if k == self.num_layers - 1 else h
 
     normalize = staticmethod(gcn_normalize)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None) -> ModelOutput:
         """``edge_weight``: the edges are already normalised (``S``'s weights)."""
+        hidden: list[Tensor] = []
+        if sparse.enabled():  # S as one CSR matrix (gkd_search.sparse), built once per graph
+            propagation = sparse.propagation_matrix(edge_index, x.size(0), normalize=gcn_normalize,
+                                                    edge_weight=edge_weight)
+            features = sparse.dropout(sparse.sparse_features(x), self.dropout, self.training)
+            h = sparse.linear(features, self.lin.weight)
+            for k in range(self.num_layers):
+                h = propagation.matmul(h)
+                h = h + self.bias if k == self.num_layers - 1 else h
+                hidden.append(h)
+            return ModelOutput(logits=h, hidden=hidden)
         if edge_weight is None:
             edge_index, edge_weight = gcn_normalize(edge_index, x.size(0))
         h = self.lin(F.dropout(x, p=self.dropout, training=self.training))
-        hidden: list[Tensor] = []
         for k in range(self.num_layers):
             h = self._step(k, h, edge_index, edge_weight)
             hidden.append(h)

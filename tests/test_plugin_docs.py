@@ -202,7 +202,7 @@ def test_the_worked_example_is_listed_and_searched_like_a_builtin(installed_exam
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = run(["-m", "gkd_search", "--dataset", "synthetic:nodes=600,edges=3000,features=16,classes=3",
-                "--methods", "mse-logits", "--families", "gcn", "--trials", "2", "--epochs", "60",
+                "--methods", "mse-logits", "--families", "gcn", "--trials", "2", "--epochs", "60", "--pruner", "none",
                 "--teacher", "gcn:2:16:epochs=30", "--budget-ms", "50", "--latency-repeats", "30",
                 "--tracking-uri", uri, "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

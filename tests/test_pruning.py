@@ -231,11 +231,14 @@ def test_asha_prunes_hopeless_trials_and_records_them(searches):
 def test_pruner_none_prunes_nothing(searches):
     config, summary = searches["none"]
     assert len(summary.results) == config.trials
-    assert all(r.status == "ok" for r in summary.results)
-    assert all(r.epochs_run == 30 and r.last_val_score is None for r in summary.results)  # patience 100
+    # every trial trains its 30 epochs (patience 100); at lr 1e-5 the training guard may find it
+    # still at chance at epoch 30 (its warm-up) and record it failed/degenerate, never pruned
+    assert all(r.status == "ok" or (r.status == "failed" and r.error == "degenerate") for r in summary.results)
+    assert any(r.status == "ok" for r in summary.results)
+    assert all(r.epochs_run == 30 and r.last_val_score is None for r in summary.results)
     parent, trials = _runs(config)
     assert parent.data.params["pruner"] == "none" and parent.data.metrics["n_pruned"] == 0
-    assert {t.data.tags["gkd.status"] for t in trials} == {"ok"}
+    assert "pruned" not in {t.data.tags["gkd.status"] for t in trials}
 
 
 @pytest.mark.slow

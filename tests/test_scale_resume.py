@@ -34,7 +34,7 @@ TRIALS = 4
 def options(seed: int, trials: int) -> list[str]:
     return ["--dataset", "synthetic:nodes=600,edges=3000,features=16,classes=3", "--teacher",
             "gcn:2:16:epochs=30:patience=30", "--space", str(TINY_SPACE), "--trials", str(trials), "--epochs", "30",
-            "--budget-ms", "100", "--max-concurrent", "1", "--seed", str(seed)]
+            "--budget-ms", "100", "--max-concurrent", "1", "--seed", str(seed), "--pruner", "none"]
 
 
 def gkd_search_process(workdir: Path, *args: str) -> subprocess.Popen:

@@ -194,9 +194,13 @@ def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = 
     measured = context.latency.get(spec.architecture_key())
     nan = float("nan")
 
+    from .cluster import where_am_i
+
+    placement = json.dumps(where_am_i())  # a pruned trial's record comes from its last rung report
+
     def so_far() -> dict[str, Any]:
         return {"latency_ms_p50": measured.p50_ms if measured is not None else nan,
-                "gkd_seconds": time.perf_counter() - started}
+                "gkd_seconds": time.perf_counter() - started, "gkd_placement": placement}
 
     try:
         on_epoch = RungReporter(list(rungs), tune.report, so_far) if rungs else None
@@ -256,7 +260,9 @@ class ReportToDriver(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
         if last.get("gkd_status") == "running":  # stopped by the scheduler at a rung
-            self.record(pruned_result(trial.trial_id, TrialSpec(**trial.config["gkd_spec"]), last))
+            result = pruned_result(trial.trial_id, TrialSpec(**trial.config["gkd_spec"]), last)
+            result.rerun_of = trial.config.get("gkd_rerun_of")
+            self.record(result)
             return
         if "gkd_result" not in last:
             self.on_trial_error(iteration, trials, trial, **info)
@@ -313,7 +319,8 @@ def pruned_result(trial_id: str, spec: TrialSpec, last: dict) -> TrialResult:
 
     return TrialResult(trial_id=trial_id, spec=spec, status="pruned", latency_ms_p50=number("latency_ms_p50"),
                        last_val_score=number("val_score"), epochs_run=int(last.get(TIME_ATTR) or 0),
-                       trial_seconds=number("gkd_seconds"), latency_complete=True)
+                       trial_seconds=number("gkd_seconds"), latency_complete=True,
+                       placement=json.loads(last.get("gkd_placement") or "{}"))
 
 
 def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent: int, experiment_dir: Path,

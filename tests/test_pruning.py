@@ -223,6 +223,7 @@ def test_asha_prunes_hopeless_trials_and_records_them(searches):
         assert run.data.metrics["epochs_run"] == 10
         assert 0.0 <= run.data.metrics["last_val_score"] <= 1.0
         assert "val_score" not in run.data.metrics and "test_score" not in run.data.metrics
+        assert run.data.tags["gkd.ray_node"] and run.data.tags["gkd.ray_node_ip"]  # where it ran, from its rung report
     selected = [t for t in trials if t.data.tags["gkd.selected"] == "true"]
     assert len(selected) == 1 and selected[0].data.tags["gkd.status"] == "ok"
 

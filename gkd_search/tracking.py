@@ -111,6 +111,28 @@ def open_store(uri: str) -> None:
 
 
 @contextlib.contextmanager
+def tracking_uri_for_block(uri: str):
+    """``mlflow.set_tracking_uri(uri)`` for a block (``mlflow.pyfunc.log_model`` has no URI
+    argument), then MLflow's global URI and ``$MLFLOW_TRACKING_URI`` exactly as they were: MLflow's
+    setter also exports the variable, and a search run from Python must not leave it set for the
+    caller's later child processes (they would log to this search's store)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    old_global = getattr(tracking_utils, "_tracking_uri", None)
+    old_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(old_global)
+        if old_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_env
+
+
+@contextlib.contextmanager
 def _store_creation_lock(db: Optional[Path]):
     """Two searches started at once against one new sqlite store: one creates the tables (MLflow's
     migrations), the other waits (``flock`` on ``<db>.lock``), instead of both migrating."""
@@ -551,7 +573,6 @@ class SearchTracker:
         flavor: :mod:`gkd_search.pyfunc`) and, with ``register_as``, register it as a new version
         of that model with ``tags`` (the lineage) on the version. Returns ``(model URI, version)``:
         ``models:/NAME/VERSION`` when registered, else ``models:/<model id>``."""
-        import mlflow
 
         selected = summary.selected
         model_metrics = {
@@ -561,13 +582,9 @@ class SearchTracker:
             "speedup": (summary.teacher_latency_ms_p50 / selected.latency_ms_p50
                         if summary.teacher_latency_ms_p50 and selected.latency_ms_p50 else None),
         }
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.uri)
-        try:
+        with tracking_uri_for_block(self.uri):
             info = self.retry.call(lambda: self._log_model(student_dir, graph_file, num_classes, register_as, tags,
                                                            model_metrics), "log_model")
-        finally:
-            mlflow.set_tracking_uri(previous)
         version = None
         uri = info.model_uri
         if register_as:

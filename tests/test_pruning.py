@@ -5,6 +5,7 @@ in MLflow (``gkd.status=pruned``, the epoch reached, the last score) and never s
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import optuna
@@ -178,6 +179,7 @@ def searches(tmp_path_factory):
     from gkd_search.search import SearchConfig, run_search
 
     out = {}
+    environment = os.environ.get("MLFLOW_TRACKING_URI")
     cache = tmp_path_factory.mktemp("prune-cache")  # the teacher and latency table, shared
     for pruner in ("asha", "none"):
         tmp = tmp_path_factory.mktemp(f"prune-{pruner}")
@@ -187,6 +189,8 @@ def searches(tmp_path_factory):
             cache_dir=str(cache), seed=1, max_concurrent=1, pruner=pruner,
         )
         out[pruner] = (config, run_search(config, build_registry(get_plugin_manager(autoload=False))))
+        # logging the model sets MLflow's URI for a moment; the caller's environment is left as it was
+        assert os.environ.get("MLFLOW_TRACKING_URI") == environment
     return out
 
 

@@ -37,9 +37,16 @@ def options(seed: int, trials: int) -> list[str]:
             "--budget-ms", "100", "--max-concurrent", "1", "--seed", str(seed), "--pruner", "none"]
 
 
+def default_store_environment() -> dict[str, str]:
+    """This environment without ``$MLFLOW_TRACKING_URI``: the searches use the default store."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
 def gkd_search_process(workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "gkd_search", *args, "--cache-dir", str(workdir / "cache")],
-                            cwd=workdir, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            cwd=workdir, env=default_store_environment(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 

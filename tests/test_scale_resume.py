@@ -51,12 +51,16 @@ def gkd_search_process(workdir: Path, *args: str) -> subprocess.Popen:
 
 
 def in_process(workdir: Path, *args: str) -> tuple[int, str]:
+    """``gkd-search`` in this process, in ``workdir``, on the default store given by its absolute
+    path: MLflow caches a store per URI string for the life of a process, so the relative default
+    ``sqlite:///mlruns/mlflow.db`` would reach the folder of an earlier test that used it."""
     out = io.StringIO()
     previous = os.getcwd()
-    os.chdir(workdir)  # the default store is relative to the working folder
+    os.chdir(workdir)
+    uri = "sqlite:///" + str(workdir / "mlruns" / "mlflow.db")
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main([*args, "--cache-dir", str(workdir / "cache")])
+            code = main([*args, "--cache-dir", str(workdir / "cache"), "--tracking-uri", uri])
     finally:
         os.chdir(previous)
     return code, out.getvalue()

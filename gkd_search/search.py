@@ -253,8 +253,9 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     ``start_services(tracking_uri)``, when given, replaces the tracking check once the data has
     loaded (a search checks the store there, then opens it and starts Ray in the background:
     :class:`~gkd_search.background.BackgroundStart`); ``before_timing`` is
-    called once before the first architecture is timed (a search waits there for Ray to finish
-    starting in the background, so timing runs on idle cores)."""
+    called once before the first architecture is timed (a search waits there for Ray and the store
+    to finish starting in the background and for Ray's processes to go quiet, so timing runs on
+    idle cores)."""
     from .tracking import check_tracking_uri, resolve_tracking_uri
 
     reporter = reporter or Reporter()
@@ -471,6 +472,12 @@ class _Ray:
         if self.background is not None:
             self.background.wait_for_ray()
 
+    def before_timing(self) -> None:
+        """``prepare``'s ``before_timing``: the background start-ups done and Ray's processes
+        quiet, so latency is measured on idle cores."""
+        if self.background is not None:
+            self.background.wait_until_quiet()
+
     def services_ready(self) -> dict[str, float]:
         """Wait for the background start-ups, raise what they raised; their timings."""
         if self.background is None:
@@ -531,7 +538,7 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
             check_no_resumable_twin(resolve_tracking_uri(config.tracking_uri), config.experiment, config, cache)
         prepared = prepare(config, registry, reporter, start_services=ray_session.start_in_background,
-                           before_timing=ray_session.wait_for_ray)
+                           before_timing=ray_session.before_timing)
         prepared.timings.update(ray_session.services_ready())
         registry = prepared.registry
         tracker = SearchTracker(prepared.tracking_uri, config.experiment, dataset=prepared.dataset,

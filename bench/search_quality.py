@@ -207,7 +207,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--budget-ms", type=float, default=10.0)
     parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--cache-dir", default=os.environ.get("GKD_CACHE") or str(Path.home() / ".cache" / "gkd-search"))
-    parser.add_argument("--results", default=str(RESULTS), help="the JSON-lines file rows are appended to")
+    parser.add_argument("--results", default=None,
+                        help="the JSON-lines file rows are appended to (default bench/results/search_quality.jsonl)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--render", action="store_true", help="only rewrite the docs section from the results")
     parser.add_argument("--worker", choices=["setup", "search"], help=argparse.SUPPRESS)
@@ -216,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     global RESULTS
-    RESULTS = Path(args.results)
+    RESULTS = Path(args.results) if args.results else RESULTS
     if args.worker:
         params = json.loads(Path(args.params).read_text())
         result = worker_setup(params) if args.worker == "setup" else worker_search(params)

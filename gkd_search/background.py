@@ -16,9 +16,9 @@ Three rules keep it honest:
 * latency is measured on idle cores: before the first architecture is timed,
   :meth:`BackgroundStart.wait_until_quiet` lets both start-ups finish *and* waits until the
   processes they started (Ray's GCS, raylet and the idle workers it prestarts, which import Ray
-  for a few seconds after ``ray.init`` returns) are quiet. Timing while they ran made the logged
-  p50 of 1 ms students 40-70% slower than the deployed model re-measured in a fresh process
-  (``bench/serving_latency.py``); a search whose latency table is cached never waits there.
+  for a few seconds after ``ray.init`` returns) are quiet: on a 2-core machine a timed request
+  would otherwise share a core with them, and the store's thread with the GIL, and the logged
+  p50 would not be the deployed model's. A search whose latency table is cached never waits.
 """
 
 from __future__ import annotations

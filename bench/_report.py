@@ -33,3 +33,10 @@ def write_block(doc: Path, start: str, end: str, block: str, heading: str) -> No
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     doc.write_text(text)
+
+
+def write_section(doc: Path, marker: str, text: str, heading: str) -> None:
+    """:func:`write_block` with the markers ``<!-- bench:<marker>:start -->`` / ``...:end -->``
+    around ``text``."""
+    start, end = f"<!-- bench:{marker}:start -->", f"<!-- bench:{marker}:end -->"
+    write_block(doc, start, end, f"{start}\n{text}\n{end}", heading)

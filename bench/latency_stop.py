@@ -37,7 +37,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import cores, cpu_model, write_block  # noqa: E402
+from _report import cores, cpu_model, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_stop.json"
 QUALITY = ROOT / "bench" / "results" / "search_quality.jsonl"
@@ -139,9 +139,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "datasets": [measure_dataset(d, args.data_root, args.cache_dir) for d in args.datasets.split(",")]}
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     text = render(report)
-    write_block(DOCS, f"<!-- bench:{MARKER}:start -->", f"<!-- bench:{MARKER}:end -->",
-                f"<!-- bench:{MARKER}:start -->\n{text}\n<!-- bench:{MARKER}:end -->",
-                "Latency phase: what an architecture 100x over the budget costs")
+    write_section(DOCS, MARKER, text, "Latency phase: what an architecture 100x over the budget costs")
     print(text)
     return 0
 

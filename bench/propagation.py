@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import cores, cpu_model, write_block  # noqa: E402
+from _report import cores, cpu_model, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "propagation.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -188,9 +188,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "steps": args.steps, "graphs": graphs}
         RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     text = render(report)
-    write_block(DOCS, f"<!-- bench:{MARKER}:start -->", f"<!-- bench:{MARKER}:end -->",
-                f"<!-- bench:{MARKER}:start -->\n{text}\n<!-- bench:{MARKER}:end -->",
-                "Propagation: one training step before and after CSR (issue 14)")
+    write_section(DOCS, MARKER, text, "Propagation: one training step before and after CSR (issue 14)")
     print(text)
     return 0
 

@@ -45,7 +45,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import cores, cpu_model, write_block  # noqa: E402
+from _report import cores, cpu_model, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "search_quality.jsonl"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -258,9 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if rows:
         text = render(rows)
         if not args.no_docs:
-            write_block(DOCS, f"<!-- bench:{MARKER}:start -->", f"<!-- bench:{MARKER}:end -->",
-                        f"<!-- bench:{MARKER}:start -->\n{text}\n<!-- bench:{MARKER}:end -->",
-                        "Pruning: the same student for fewer trial-seconds?")
+            write_section(DOCS, MARKER, text, "Pruning: the same student for fewer trial-seconds?")
         print(text)
     return 0
 

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from .allocator import keep_freed_memory
 from .asha import make_scheduler
 from .distill.guard import REASONS as GUARD_REASONS
 from .errors import PluginWarning
@@ -188,6 +189,7 @@ def trainable(config: dict, context: TrialContext, timeout_s: Optional[float] = 
     of a cluster, through ``--storage-path``)."""
     started = time.perf_counter()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    keep_freed_memory()  # full-batch steps on a large graph stop re-mapping their tensors (allocator.py)
     spec = TrialSpec(**config["gkd_spec"])
     trial_id = tune.get_context().get_trial_id() or uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="gkd-trial-"))

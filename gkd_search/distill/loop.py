@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..metrics import accuracy
+from ..reorder import node_order_for
 from ..types import GraphModel, ModelOutput, run_model
 from .guard import NoGuard, TrainingGuard
 
@@ -142,16 +143,26 @@ def train_model(
     best = BestWeights(model, settings.patience, metric)
     edge_type = getattr(data, "edge_type", None)
     start = time.perf_counter()
+    # a large graph is renumbered once for cache locality; outputs come back in its own order
+    order = node_order_for(data) if getattr(model, "uses_graph", True) else None
+    graph = (data.x, data.edge_index, edge_type) if order is None else order.graph(data.x, data.edge_index, edge_type)
+
+    def forward() -> ModelOutput:
+        out = run_model(model, *graph)
+        return out if order is None else order.restore(out)
+
     epoch = 0
     stopped = False
     for epoch in range(1, settings.epochs + 1):
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss = objective(run_model(model, data.x, data.edge_index, edge_type))
+        loss = objective(forward())
         guard.check_loss(loss, epoch)
         loss.backward()
         optimizer.step()
-        going_on = best.update(epoch, predict(model, data).logits, data)
+        model.eval()
+        with torch.no_grad():
+            going_on = best.update(epoch, forward().logits, data)
         if on_epoch is not None and on_epoch(epoch, best.last, best.score) is False:
             stopped = True
             break

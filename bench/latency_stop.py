@@ -12,7 +12,8 @@ protocol, batch 1, one thread, 10 warm-up and 50 timed requests):
 
 The cost of (2) is compared with the time of one trained trial on the same dataset: the median
 ``trial_seconds`` of the finished trials of a default 30-trial search (the ``--pruner none`` runs
-of ``bench/search_quality.py``, read from its results; else ``--trial-seconds``). Target
+of ``bench/search_quality.py``, read from its results; else the training time of the finished
+trials of ``bench/robustness.py``'s searches). Target
 (issue 14): at most 5% of a trained trial's time for each over-budget architecture.
 
 Usage::
@@ -41,17 +42,24 @@ from _report import cores, cpu_model, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_stop.json"
 QUALITY = ROOT / "bench" / "results" / "search_quality.jsonl"
+ROBUSTNESS = ROOT / "bench" / "results" / "robustness.after.jsonl"
 DOCS = ROOT / "docs" / "benchmarks.md"
 MARKER = "latency_stop"
 
 
 def trained_trial_seconds(dataset: str) -> Optional[float]:
-    """The median wall time of a finished trial in the ``--pruner none`` searches of search_quality."""
-    if not QUALITY.is_file():
-        return None
-    times = [t["trial_seconds"] for line in QUALITY.read_text().splitlines() if line.strip()
-             for row in [json.loads(line)] if row["dataset"] == dataset and row["pruner"] == "none"
+    """The median wall time of a finished trial of a default 30-trial search on ``dataset``: from
+    the ``--pruner none`` searches of ``bench/search_quality.py``; else the median training time
+    (a lower bound of the trial's) of the finished trials of ``bench/robustness.py``'s latest
+    searches; None when neither has run on it."""
+    def rows(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+    times = [t["trial_seconds"] for row in rows(QUALITY) if row["dataset"] == dataset and row["pruner"] == "none"
              for t in row["trials"] if t["status"] == "ok" and t["trial_seconds"]]
+    if not times:
+        times = [t["train_seconds"] for row in rows(ROBUSTNESS) if row["dataset"] == dataset
+                 for t in row["rows"] if t["status"] == "ok" and t.get("train_seconds")]
     return statistics.median(times) if times else None
 
 

@@ -101,7 +101,8 @@ def _config(params: dict[str, Any], **extra):
 
     return SearchConfig(
         dataset="cora", data_root=params["data_root"], budget_ms=params["budget_ms"], trials=params["trials"],
-        epochs=params["epochs"], seed=params["seed"], space=params["space"], cache_dir=params["cache_dir"], **extra,
+        epochs=params["epochs"], seed=params["seed"], space=params["space"], cache_dir=params["cache_dir"],
+        pruner="none", **extra,  # every trial trains to its limit in both modes: bench/search_quality.py measures pruning
     )
 
 
@@ -113,6 +114,11 @@ class _Messages:
 
     def message(self, text: str) -> None:
         self.lines.append(text)
+
+    def progress(self, label: str, total=None, unit: str = ""):
+        from gkd_search.search import Progress
+
+        return Progress()  # nothing drawn
 
     def trial(self, *args, **kwargs) -> None:
         pass
@@ -336,7 +342,7 @@ def _instrument(search, rb, acc, marks, events, worker_dir: Path, cpu: dict) -> 
     original_trainable = rb.trainable
     directory = str(worker_dir)
 
-    def trainable(config, context):  # runs in a Ray worker; pickled by value
+    def trainable(config, context, *args, **kwargs):  # runs in a Ray worker; pickled by value
         from ray import tune as worker_tune
 
         times = {"enter": time.time(), "pid": os.getpid(), "omp": os.environ.get("OMP_NUM_THREADS")}
@@ -344,6 +350,8 @@ def _instrument(search, rb, acc, marks, events, worker_dir: Path, cpu: dict) -> 
         # the original arrives pickled by value (its module attribute is this wrapper now): patch
         # the run_trial its own globals see
         scope = original_trainable.__globals__
+        if "run_trial" not in scope:  # the trainable calls it through _run_guarded (the trial timeout)
+            scope = scope["_run_guarded"].__globals__
         inner = scope["run_trial"]
 
         def run_trial(*args, **kwargs):
@@ -356,7 +364,7 @@ def _instrument(search, rb, acc, marks, events, worker_dir: Path, cpu: dict) -> 
 
         scope["run_trial"] = run_trial
         try:
-            original_trainable(config, context)
+            original_trainable(config, context, *args, **kwargs)
         finally:
             scope["run_trial"] = inner
             times["exit"] = time.time()

@@ -225,7 +225,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     if not args.render:
-        done = {(r["dataset"], r["seed"], r["pruner"], r["trials"]) for r in load_rows()}
+        done = {(r["dataset"], r["seed"], r["pruner"], r.get("n_trials", len(r["trials"]))) for r in load_rows()}
         base = Path(tempfile.mkdtemp(prefix="gkd-bench-quality-"))
         print(f"work folder {base}", flush=True)
         for dataset in args.datasets.split(","):
@@ -243,8 +243,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     result = run_worker("search", {**params, "seed": seed, "pruner": pruner},
                                         base / f"{dataset}-{seed}-{pruner}")
                     row = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": dataset, "seed": seed,
-                           "pruner": pruner, "trials": args.trials, "budget_ms": args.budget_ms,
-                           "machine": {"cpu": cpu_model(), "cores": cores()}, **result}
+                           "pruner": pruner, "n_trials": args.trials, "budget_ms": args.budget_ms,
+                           "machine": {"cpu": cpu_model(), "cores": cores()}, **result}  # result["trials"]: the rows
                     RESULTS.parent.mkdir(parents=True, exist_ok=True)
                     with open(RESULTS, "a") as handle:
                         handle.write(json.dumps(row, default=str) + "\n")

@@ -10,17 +10,23 @@ breadth-first search from a peripheral node, visiting neighbours by increasing d
 neighbours get nearby numbers (a small bandwidth of the adjacency matrix) and the rows one node
 reads sit close together.
 
-Full-batch training (:func:`gkd_search.distill.loop.train_model`, which trains trials and
-teachers) renumbers a graph of at least :data:`MIN_NODES` nodes once, runs the model on the
-renumbered graph and puts every output row back in the graph's own order
-(:meth:`NodeOrder.restore`), so losses, metrics, early stopping and everything downstream see
-exactly the outputs of the original order (a permutation-equivariant model: every GNN layer;
-dropout masks are drawn for other rows, so one training run is not bitwise the same). Served
-models and latency requests are unaffected. Measured in ``bench/propagation.py``.
+With ``GKD_NODE_ORDER=rcm`` in the environment (Ray's workers inherit it), full-batch training
+(:func:`gkd_search.distill.loop.train_model`, which trains trials and teachers) renumbers a graph
+of at least :data:`MIN_NODES` nodes once, runs the model on the renumbered graph and puts every
+output row back in the graph's own order (:meth:`NodeOrder.restore`), so losses, metrics, early
+stopping and everything downstream see the outputs of the original order (a
+permutation-equivariant model: every GNN layer; dropout masks are drawn for other rows, so one
+training run is not bitwise the same). Served models and latency requests are unaffected.
+
+It is off by default because it did not pay on the graphs we can measure: on synthetic graphs of
+ogbn-arxiv's size, where a bare CSR product got 1.4x faster on the RCM order, a whole training
+step (with the outputs put back) was 0.84x-1.09x as fast (``bench/propagation.py``, the *RCM*
+column). A real graph with communities that its own numbering scatters is where to try it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -30,7 +36,7 @@ from torch import Tensor
 
 from .types import ModelOutput
 
-#: graphs with fewer nodes keep their order: their features fit the caches (measured: no gain)
+#: graphs with fewer nodes keep their order even when enabled: their hidden states fit the caches
 MIN_NODES = 100_000
 
 
@@ -82,12 +88,18 @@ class NodeOrder:
 _ORDERS: dict[tuple, NodeOrder] = {}  # a few graphs at most: a process trains on one
 
 
+def enabled() -> bool:
+    """Whether ``GKD_NODE_ORDER=rcm`` asks full-batch training to renumber large graphs."""
+    return os.environ.get("GKD_NODE_ORDER", "").strip().lower() == "rcm"
+
+
 def node_order_for(data) -> Optional[NodeOrder]:
-    """The order full-batch training uses on ``data``: RCM for a graph of at least
-    :data:`MIN_NODES` nodes (computed once per ``edge_index`` in a process), else None."""
+    """The order full-batch training uses on ``data``: with :func:`enabled`, RCM for a graph of
+    at least :data:`MIN_NODES` nodes (computed once per ``edge_index`` in a process); else None
+    (the graph's own order)."""
     edge_index = getattr(data, "edge_index", None)
     num_nodes = data.num_nodes
-    if edge_index is None or num_nodes is None or num_nodes < MIN_NODES or edge_index.numel() == 0:
+    if not enabled() or edge_index is None or num_nodes is None or num_nodes < MIN_NODES or edge_index.numel() == 0:
         return None
     key = (edge_index.data_ptr(), edge_index._version, tuple(edge_index.shape), num_nodes)
     if key not in _ORDERS:

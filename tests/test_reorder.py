@@ -71,9 +71,14 @@ def test_every_family_gives_the_original_orders_outputs(gkd_registry, graph, fam
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_small_graphs_keep_their_order(graph):
-    assert graph.num_nodes < reorder.MIN_NODES
-    assert node_order_for(graph) is None
+def test_off_by_default_and_small_graphs_keep_their_order_when_on(graph, monkeypatch):
+    monkeypatch.delenv("GKD_NODE_ORDER", raising=False)
+    monkeypatch.setattr(reorder, "MIN_NODES", 10)
+    assert node_order_for(graph) is None  # not asked for
+    monkeypatch.setenv("GKD_NODE_ORDER", "rcm")
+    assert node_order_for(graph) is not None
+    monkeypatch.setattr(reorder, "MIN_NODES", graph.num_nodes + 1)
+    assert node_order_for(graph) is None  # too small to gain
 
 
 def test_training_on_the_renumbered_graph_learns_the_same_model(gkd_registry, graph, monkeypatch):
@@ -92,7 +97,9 @@ def test_training_on_the_renumbered_graph_learns_the_same_model(gkd_registry, gr
                                                                   graph.y[graph.train_mask])
         return train_model(model, objective, graph, settings)
 
+    monkeypatch.delenv("GKD_NODE_ORDER", raising=False)
     plain = train()
+    monkeypatch.setenv("GKD_NODE_ORDER", "rcm")
     monkeypatch.setattr(reorder, "MIN_NODES", 10)
     assert node_order_for(graph) is not None
     renumbered = train()

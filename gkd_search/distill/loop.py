@@ -143,7 +143,8 @@ def train_model(
     best = BestWeights(model, settings.patience, metric)
     edge_type = getattr(data, "edge_type", None)
     start = time.perf_counter()
-    # a large graph is renumbered once for cache locality; outputs come back in its own order
+    # GKD_NODE_ORDER=rcm: a large graph is renumbered once for cache locality (reorder.py), the
+    # outputs come back in its own order
     order = node_order_for(data) if getattr(model, "uses_graph", True) else None
     graph = (data.x, data.edge_index, edge_type) if order is None else order.graph(data.x, data.edge_index, edge_type)
 

@@ -9,10 +9,11 @@ at ogbn-arxiv size a GCN-2x64 step page-faulted 678,000 pages (2.7 GB zeroed) pe
 ``M_TRIM_THRESHOLD`` (freed memory stays in the heap), the runtime equivalent of starting the
 process with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``.
 
-Measured (``bench/propagation.py``, one thread, CSR propagation, the step's median): at
-ogbn-arxiv's size (169,343 nodes, 1.17 M edges) the step is 1.9x (GCN-2x64, GraphSAGE-2x64) to
-2.2x (GCNII-4x64) faster; at a quarter of it 1.0-1.3x. The cost: a worker's resident memory stays
-at its high-water mark, which a trial reaches anyway at its first step. Every trial worker calls
+Measured (``bench/propagation.py``, one thread, CSR propagation, the step's median, this call
+against glibc's defaults): at ogbn-arxiv's size (169,343 nodes, 1.17 M edges) the step is 2.4x
+(GCN-2x64), 2.0x (GraphSAGE-2x64) and 2.2x (GCNII-4x64) faster; at half that size 0.92-1.24x, at
+a quarter 1.0-1.36x. The cost: a worker's resident memory stays at its high-water mark, which a
+trial reaches anyway at its first step. Every trial worker calls
 it (:func:`gkd_search.ray_backend.trainable`); the driver, which lives for the whole search, does
 not.
 """

@@ -66,8 +66,15 @@ def _quiet() -> None:
 
 
 class _Progress:
+    """Prints the search's messages and one line per trial (no live bars in a log file)."""
+
     def message(self, text: str) -> None:
         print(f"  {text}", flush=True)
+
+    def progress(self, label: str, total=None, unit: str = ""):
+        from gkd_search.search import Progress
+
+        return Progress()
 
     def trial(self, result, done, total, feasible, best) -> None:
         val = f"{result.val_acc:.3f}" if result.val_acc is not None else "-"

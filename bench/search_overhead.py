@@ -717,7 +717,7 @@ def docs_section(reports: list[dict[str, Any]]) -> str:
             f"{a['mean_val_acc']:.3f} / {b['mean_val_acc']:.3f} | "
             + (f"{fmt_s(c['wall_seconds'])}, {c['ratio_a_over_c']:.2f} |" if c else "not run |"))
     if reports:
-        lines += ["", f"Times are medians of {reports[-1]['repeats']} runs per mode; (a) trains each trial with 1 "
+        lines += ["", "Times are medians of the runs listed for each mode; (a) trains each trial with 1 "
                   "torch thread, 2 trials at a time, (b) and (c) one trial at a time with 2 threads; (c) "
                   "(`--replay`) runs the exact trials of the median (a) run sequentially, so a/c compares equal "
                   "work.", ""]

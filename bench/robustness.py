@@ -20,7 +20,7 @@ collapsed (it never had a chance; the guard only makes it cheap), and is reporte
 
 Usage::
 
-    python bench/robustness.py --label after                      # every dataset and seed
+    python bench/robustness.py --label after                      # every dataset and seed, --pruner none
     python bench/robustness.py --label before --datasets cora --seeds 0
     PYTHONPATH=<worktree of the base commit> python bench/robustness.py --label before
     python bench/robustness.py --render                           # rewrite docs/benchmarks.md
@@ -103,15 +103,19 @@ def majority_rate(dataset) -> float:
     return float(torch.bincount(y).max()) / max(int(y.numel()), 1)
 
 
-def run_one(dataset: str, seed: int, trials: int, data_root: str, tracking_uri: str, label: str) -> dict[str, Any]:
-    """One search and the ``none`` references its low trials need."""
-    from dataclasses import replace
+def run_one(dataset: str, seed: int, trials: int, data_root: str, tracking_uri: str, label: str,
+            pruner: str = "none") -> dict[str, Any]:
+    """One search and the ``none`` references its low trials need. ``pruner`` is passed where the
+    code under test has ``--pruner`` (a pruned trial is never judged, so counting collapses wants
+    ``none``)."""
+    from dataclasses import fields, replace
 
     from gkd_search.search import SearchConfig, prepare, run_search
     from gkd_search.trial import run_trial
 
+    extra = {"pruner": pruner} if "pruner" in {f.name for f in fields(SearchConfig)} else {}
     config = SearchConfig(dataset=dataset, data_root=data_root, seed=seed, trials=trials, budget_ms=10.0,
-                          tracking_uri=tracking_uri, experiment=f"robustness-{label}")
+                          tracking_uri=tracking_uri, experiment=f"robustness-{label}", **extra)
     start = time.perf_counter()
     summary = run_search(config, reporter=_Progress())
     wall = time.perf_counter() - start
@@ -136,6 +140,7 @@ def run_one(dataset: str, seed: int, trials: int, data_root: str, tracking_uri: 
             row["none_val_acc"] = references[key]
         rows.append(row)
     return {"label": label, "dataset": dataset, "seed": seed, "trials": trials, "wall_seconds": wall,
+            "pruner": extra.get("pruner", "none"),
             "teacher": summary.teacher.spec, "teacher_val_acc": summary.teacher.val_acc,
             "teacher_test_acc": summary.teacher.test_acc, "majority_rate": chance, "best_val_acc": best,
             "selected": None if summary.selected is None else {
@@ -236,6 +241,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--pruner", choices=["none", "asha"], default="none",
+                        help="the searches' --pruner (default none: a pruned trial is never judged)")
     parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--tracking-uri", default=f"sqlite:///{ROOT / '.cache' / 'mlflow-bench.db'}")
     parser.add_argument("--render", action="store_true", help="only summarise the result files")
@@ -244,16 +251,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         if not args.label:
             parser.error("--label before|after is required to run searches")
         _quiet()
-        done = {(r["dataset"], r["seed"]) for r in load(args.label)}
+        done = {(r["dataset"], r["seed"], r.get("pruner", "none")) for r in load(args.label)}
         out = RESULTS / f"robustness.{args.label}.jsonl"
         print(f"code under test: {_code_version()}", flush=True)
         for dataset in args.datasets.split(","):
             for seed in map(int, args.seeds.split(",")):
-                if (dataset, seed) in done:
+                if (dataset, seed, args.pruner) in done:
                     print(f"{dataset} seed {seed}: already in {out.name}", flush=True)
                     continue
                 print(f"{dataset} seed {seed}: searching", flush=True)
-                record = run_one(dataset, seed, args.trials, args.data_root, args.tracking_uri, args.label)
+                record = run_one(dataset, seed, args.trials, args.data_root, args.tracking_uri, args.label,
+                                 args.pruner)
                 with open(out, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
     summaries = {label: summarise(load(label)) for label in ("before", "after") if load(label)}

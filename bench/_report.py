@@ -40,3 +40,10 @@ def write_section(doc: Path, marker: str, text: str, heading: str) -> None:
     around ``text``."""
     start, end = f"<!-- bench:{marker}:start -->", f"<!-- bench:{marker}:end -->"
     write_block(doc, start, end, f"{start}\n{text}\n{end}", heading)
+
+
+def stamp() -> dict:
+    """When and where a benchmark ran: ``{"date": ISO time, "machine": {"cpu", "cores"}}``."""
+    import time
+
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": {"cpu": cpu_model(), "cores": cores()}}

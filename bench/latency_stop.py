@@ -38,7 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import cores, cpu_model, write_section  # noqa: E402
+from _report import stamp, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_stop.json"
 QUALITY = ROOT / "bench" / "results" / "search_quality.jsonl"
@@ -143,8 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for d in report["datasets"]:
             d["trained_trial_seconds"] = trained_trial_seconds(d["dataset"]) or d["trained_trial_seconds"]
     else:
-        report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": {"cpu": cpu_model(), "cores": cores()},
-                  "datasets": [measure_dataset(d, args.data_root, args.cache_dir) for d in args.datasets.split(",")]}
+        report = {**stamp(), "datasets": [measure_dataset(d, args.data_root, args.cache_dir) for d in args.datasets.split(",")]}
     RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     text = render(report)
     write_section(DOCS, MARKER, text, "Latency phase: what an architecture 100x over the budget costs")

@@ -40,7 +40,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import cores, cpu_model, write_section  # noqa: E402
+from _report import stamp, write_section  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "propagation.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -243,8 +243,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         old = json.loads(RESULTS.read_text())["graphs"] if RESULTS.is_file() else []
         fresh = {(g["dataset"], g["allocator"]) for g in graphs}
         graphs = [g for g in old if (g["dataset"], g.get("allocator", "default")) not in fresh] + graphs
-        report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": {"cpu": cpu_model(), "cores": cores()},
-                  "steps": args.steps, "graphs": graphs}
+        report = {**stamp(), "steps": args.steps, "graphs": graphs}
         RESULTS.write_text(json.dumps(report, indent=1) + "\n")
     text = render(report)
     write_section(DOCS, MARKER, text, "Propagation: one training step before and after CSR (issue 14)")

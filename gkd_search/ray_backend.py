@@ -163,9 +163,12 @@ def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir:
     if device != context.device:
         context = dataclasses.replace(context, device=device)
     on_gpu = device.startswith("cuda")
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats(device)
     try:
+        if on_gpu:
+            # a fresh Ray worker has not initialised CUDA yet, and the caching allocator whose peak
+            # is reset exists only after that ("Invalid device argument" otherwise)
+            torch.cuda.init()
+            torch.cuda.reset_peak_memory_stats(device)
         with deadline(timeout_s):
             result = run_trial(spec, context, trial_id, save_dir=workdir, on_epoch=on_epoch)
     except TrialTimeout:
@@ -175,7 +178,7 @@ def _run_guarded(spec: TrialSpec, context: TrialContext, trial_id: str, workdir:
         result = TrialResult(trial_id=trial_id, spec=spec, status="failed", error=f"{type(exc).__name__}: {exc}")
     if result.status == "failed" and result.failure is None:
         result.failure = "exception"
-    if on_gpu:
+    if on_gpu and torch.cuda.is_initialized():
         result.peak_gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20
     result.placement = placement
     return result

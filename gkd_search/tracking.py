@@ -273,6 +273,7 @@ def trial_metrics(result: TrialResult, teacher: TeacherOutputs,
         "speedup": speedup,
         "latency_complete": None if result.latency_complete is None else float(result.latency_complete),
         "trial_seconds": result.trial_seconds,
+        "peak_gpu_mb": result.peak_gpu_mb,  # a trial on a GPU: its peak CUDA memory (none on a CPU)
     }
     if result.status == "failed":  # what a stopped trial cost (distill/guard.py)
         metrics.update(epochs_run=result.epochs_run, train_seconds=result.train_seconds)

@@ -187,3 +187,48 @@ def test_gpu_check_says_there_is_no_gpu_and_succeeds_without_one():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("gpu_check: no CUDA GPU visible to torch (torch.cuda.is_available() is False); "
                                    "nothing to check")
+
+
+def test_a_gpu_trials_peak_memory_is_a_trial_metric_and_a_cpu_trial_has_none(small_teacher):
+    # the H200 run of bench/gpu_check.sh (docs/benchmarks.md, GPU) found the value measured but never logged
+    from gkd_search.tracking import trial_metrics
+
+    _, outputs = small_teacher
+    spec = TrialSpec(family="gcn", num_layers=2, hidden_channels=8, method="none", seed=0)
+    on_gpu = TrialResult(trial_id="g", spec=spec, status="ok", val_acc=0.8, test_acc=0.8, val_score=0.8,
+                         test_score=0.8, params=100, peak_gpu_mb=123.4567891)
+    assert trial_metrics(on_gpu, outputs)["peak_gpu_mb"] == 123.456789
+    failed = TrialResult(trial_id="f", spec=spec, status="failed", error="diverged", peak_gpu_mb=7.0)
+    assert trial_metrics(failed, outputs)["peak_gpu_mb"] == 7.0  # what a stopped trial held
+    on_cpu = TrialResult(trial_id="c", spec=spec, status="ok", val_acc=0.8, test_acc=0.8, params=100)
+    assert "peak_gpu_mb" not in trial_metrics(on_cpu, outputs)
+
+
+def test_gpu_methods_bench_runs_every_method_and_family_on_the_cpu(tmp_path):
+    # the GPU script's own CPU path (--devices cpu): every trial it builds trains through run_trial
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_methods.py"
+    data = os.environ.get("GKD_DATA") or str(Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (Path(data) / "Cora" / "raw").is_dir():
+        pytest.skip(f"Cora's raw files are not under {data}")
+    out = tmp_path / "rows.json"
+    proc = subprocess.run([sys.executable, str(script), "--devices", "cpu", "--epochs", "3", "--data-root", data,
+                           "--teacher", "gcn:2:32:epochs=20:patience=20",
+                           "--out", str(out)], env={**os.environ, "GKD_CACHE": str(tmp_path / "cache"),
+                                                    "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    pairs = {(r["family"], r["method"]) for r in rows}
+    from gkd_search.registry import build_registry
+
+    registry = build_registry()
+    gcn, mlp = registry.families["gcn"], registry.families["mlp"]
+    assert {("gcn", m) for m, method in registry.methods.items() if method.accepts(gcn)} <= pairs
+    assert {("mlp", m) for m, method in registry.methods.items() if method.accepts(mlp) and m in {"glnn", "infgrand"}} <= pairs
+    assert {(f, "softkd") for f, fam in registry.families.items() if not fam.relational} <= pairs
+    assert all(r["cpu"]["status"] == "ok" for r in rows), [r for r in rows if r["cpu"]["status"] != "ok"]

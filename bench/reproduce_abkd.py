@@ -16,8 +16,8 @@ Protocol, per dataset and split:
   splits its full-supervised one, Chen et al. 2020 and their ``full.sh``);
 * every row of :data:`ROWS` trains a ``gcnii-4x4`` student (same ``alpha``/``theta`` as the
   teacher) with the teacher's optimiser settings for ``--epochs`` epochs, keeping the
-  best-validation epoch (no early stopping, so every method trains for the same epochs); seed
-  ``s`` gives every method the same initial student weights;
+  best-validation epoch (no early stopping and no training guard, so every method trains for
+  the same epochs); seed ``s`` gives every method the same initial student weights;
 * rows are appended to ``--out`` as they finish (an interrupted run resumes where it stopped:
   a row already there for the same graph, method, seed and epochs is not rerun).
 
@@ -29,6 +29,7 @@ Usage::
 
     python bench/reproduce_abkd.py --dataset cora --split public            # 17 rows x 5 seeds
     python bench/reproduce_abkd.py --dataset pubmed --split full --split-index 0,1
+    python bench/reproduce_abkd.py --dataset pubmed --device cuda           # teacher and students on a GPU
     python bench/reproduce_abkd.py --render                                 # docs/reproduction.md only
 
 Writes ``--out`` (default ``bench/results/reproduce_abkd.json``: ``{"rows": [...]}``, one entry
@@ -134,6 +135,15 @@ PAPER: dict[str, dict[str, Any]] = {
 }
 
 
+def device_name(device: str) -> str:
+    """``cpu: <model>, <n> cores`` or ``cuda: <GPU name>``, as a row records where it trained."""
+    if device.startswith("cuda"):
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu: {cpu_model()}, {cores()} cores"
+
+
 def default_cache() -> Path:
     return Path(os.environ.get("GKD_CACHE", "~/.cache/gkd-search")).expanduser()
 
@@ -170,7 +180,7 @@ def teacher_spec(split: str, dataset: str, override: Optional[str]) -> str:
 
 
 def load_split(dataset_text: str, split: str, split_index: Optional[int], data_root: Path, cache: Path,
-               teacher_override: Optional[str]):
+               teacher_override: Optional[str], device: str = "cpu"):
     """``(registry, spec, dataset, teacher outputs, teacher config)`` for one split; the teacher
     is trained once and cached under ``cache``."""
     import torch
@@ -187,7 +197,8 @@ def load_split(dataset_text: str, split: str, split_index: Optional[int], data_r
     config = TeacherConfig.parse(teacher_spec(split, name, teacher_override))
     torch.set_num_threads(int(os.environ.get("GKD_BENCH_THREADS", "1")))
     start = time.perf_counter()
-    _, teacher = get_teacher(dataset, config, registry.get("family", config.family), seed=0, cache_dir=cache)
+    _, teacher = get_teacher(dataset, config, registry.get("family", config.family), seed=0, cache_dir=cache,
+                             device=device)
     print(f"[{dataset.name}] teacher {teacher.spec}: val {teacher.val_acc:.4f} test {teacher.test_acc:.4f} "
           f"({teacher.num_params:,} parameters, {'cached' if teacher.from_cache else f'{time.perf_counter() - start:.0f} s'})",
           flush=True)
@@ -242,13 +253,16 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
     from gkd_search.types import TrialSpec, count_parameters
 
     registry, spec, dataset, teacher, config = load_split(dataset_text, args.split, split_index, args.data_root,
-                                                          args.cache_dir, args.teacher)
+                                                          args.cache_dir, args.teacher, args.device)
     family, layers, width = STUDENT
     fam = registry.get("family", family)
     family_params = dict(config.family_params)
     dropout = config.dropout if args.student_dropout is None else args.student_dropout
+    # the paper's protocol: every method trains --epochs epochs, so the search's training guard
+    # (which stops a 4-wide student still at chance after 30 epochs, or eq. 4's sum over PubMed's
+    # nodes as "diverged") is off; only a non-finite loss stops a row
     training = {"lr": config.lr, "weight_decay": config.weight_decay, "dropout": dropout,
-                "epochs": args.epochs, "patience": args.epochs}
+                "epochs": args.epochs, "patience": args.epochs, "guard": args.guard}
     if config.conv_weight_decay is not None:
         training["conv_weight_decay"] = config.conv_weight_decay
     probe = TrialSpec(family=family, num_layers=layers, hidden_channels=width, family_params=family_params,
@@ -261,8 +275,9 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
         student, fam.num_hops(layers, **family_params))}
     ctx = TrialContext(dataset=dataset, teacher=teacher, families=registry.families, methods=registry.methods,
                        latency=latency, budget_ms=float("inf"), protocol=protocol,
-                       structural_losses=registry.losses, cache_dir=args.cache_dir / "methods")
+                       structural_losses=registry.losses, cache_dir=args.cache_dir / "methods", device=args.device)
     split_name = args.split
+    device_label = device_name(args.device)
     for seed in seeds:
         for row in rows:
             report = read_results(args.out)
@@ -285,7 +300,7 @@ def run_split(args, dataset_text: str, split_index: Optional[int], rows: list[Ro
                    "student_dropout": dropout,
                    "status": result.status, "error": result.error,
                    "seconds": round(time.perf_counter() - start, 2),
-                   "sec_per_epoch": result.train_seconds_per_epoch}
+                   "sec_per_epoch": result.train_seconds_per_epoch, "device": device_label, "guard": args.guard}
             report = read_results(args.out)  # another process may have added rows meanwhile
             report["rows"] = [r for r in report["rows"] if row_key(r) != key] + [rec]
             report.update(date=_dt.date.today().isoformat(), machine=f"{cpu_model()}, {cores()} cores")
@@ -548,6 +563,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--epochs", type=int, default=500)
     parser.add_argument("--teacher", help="override the teacher spec (FAMILY:LAYERS:HIDDEN[:k=v])")
     parser.add_argument("--student-dropout", type=float, help="the student's dropout (default: the teacher's)")
+    parser.add_argument("--guard", action=argparse.BooleanOptionalAction, default=False,
+                        help="stop rows as the search's training guard does (default: off, the paper's protocol)")
+    parser.add_argument("--device", default="cpu", help="where the teacher and the students train: cpu or cuda[:N] "
+                        "(each row records it; CUDA and CPU agree within noise, bench/gpu_methods.py)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache-dir", type=Path, default=default_cache())
     parser.add_argument("--render", action="store_true", help="only rewrite docs/reproduction.md from --out")
@@ -559,6 +578,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--dynamics", action="store_true",
                         help="log the first 200 steps of none, abkd and abkd at beta 0.1 (seed 0) into --out")
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                         "use --device cpu")
     if args.list:
         for row in ROWS:
             print(f"{row.label}: {row.method} {row.params or ''}")

@@ -32,6 +32,7 @@ Rows are appended to ``bench/results/search_quality.jsonl`` as runs finish; a ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -81,7 +82,9 @@ def _trial_row(result) -> dict[str, Any]:
             "params": result.params, "latency_ms_p50": result.latency_ms_p50,
             "val_score": result.val_score, "test_score": result.test_score, "val_score_se": result.val_score_se,
             "last_val_score": result.last_val_score, "epochs_run": result.epochs_run,
-            "train_seconds": result.train_seconds, "trial_seconds": result.trial_seconds}
+            "train_seconds": result.train_seconds, "trial_seconds": result.trial_seconds,
+            # the whole spec, so a trial can be re-run (bench/robustness.py's `none` references)
+            "spec": dataclasses.asdict(result.spec)}
 
 
 def worker_search(params: dict[str, Any]) -> dict[str, Any]:

@@ -306,7 +306,8 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
     if teacher_config is None:
         reporter.message(f"teacher auto: the best of the candidate teachers by validation {metric.name} (docs/teachers.md)")
         selection = select_teacher(dataset, registry.families, seed=config.seed, cache_dir=cache_dir,
-                                   batching=config.batching(), progress=reporter.message, metric=metric)
+                                   batching=config.batching(), progress=reporter.message, metric=metric,
+                                   device=config.device)
         teacher_config = selection.config
     teacher_family = registry.get("family", teacher_config.family)
     keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
@@ -316,6 +317,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
             checkpoint=Path(config.teacher_checkpoint) if config.teacher_checkpoint else None,
             batching=config.batching(), keep_hidden=keep_hidden, metric=metric,
             on_epoch=lambda epoch, score, best: bar.update(1, **{f"val {metric.name}": score, "best": best}),
+            device=config.device,
         )
     timings["teacher_seconds"] = time.perf_counter() - start
     how = "loaded from checkpoint" if config.teacher_checkpoint else (

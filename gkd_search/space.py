@@ -57,7 +57,12 @@ TRAINING_DEFAULTS: dict[str, Param] = {
 }
 #: training settings a space may add: GCNII's separate weight decay of its convolutions
 #: (:meth:`~gkd_search.types.GraphModel.parameter_groups`; other families ignore it)
-TRAINING_OPTIONAL: dict[str, Param] = {"conv_weight_decay": FloatRange(1e-4, 1e-1, log=True)}
+TRAINING_OPTIONAL: dict[str, Param] = {
+    "conv_weight_decay": FloatRange(1e-4, 1e-1, log=True),
+    #: ``false`` turns the training guard off (distill/guard.py): every trial trains to its epoch
+    #: limit, as a paper's protocol does; only a non-finite loss still stops it
+    "guard": Fixed(True),
+}
 TOP_LEVEL_KEYS = ("description", "teacher", "students_smaller_than_teacher", "families", "methods", "training")
 ARCH_KEYS = ("num_layers", "hidden_channels")
 

@@ -8,6 +8,7 @@ weights instead (outputs are recomputed from them, never trusted from the file).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -168,6 +169,7 @@ def get_teacher(
     keep_hidden: bool = True,
     metric: Optional[ScoreMetric] = None,
     on_epoch: Optional[EpochCallback] = None,
+    device: str = "cpu",
 ) -> tuple[GraphModel, TeacherOutputs]:
     """Return the trained teacher and its outputs, training it only when no cache entry exists.
 
@@ -181,6 +183,11 @@ def get_teacher(
             dataset's own).
         on_epoch: called after every training epoch with ``(epoch, val score, best val score)``
             (progress display); not called when the teacher comes from the cache.
+        device: where full-batch training runs (``cuda``, ``cuda:1``; :func:`teacher_device`
+            falls back to ``cpu`` where this process sees no GPU). The model and its outputs come
+            back on the CPU, so the cache entry does not depend on the device (CUDA and CPU
+            training agree within float tolerance, not bitwise); mini-batch training stays on the
+            CPU.
     """
     batching = batching or Batching()
     metric = metric or resolve_metric(dataset.metric, dataset.evaluator)
@@ -202,7 +209,7 @@ def get_teacher(
                               metric, True, path, key)
     settings = TrainingSettings(lr=config.lr, weight_decay=config.weight_decay, epochs=config.epochs,
                                 patience=config.patience, conv_weight_decay=config.conv_weight_decay)
-    _train(model, family, config, dataset, settings, batching, seed, metric, on_epoch)
+    _train(model, family, config, dataset, settings, batching, seed, metric, on_epoch, teacher_device(device))
     outputs = _outputs(model, dataset, config, False, path, batching, keep_hidden, metric, key)
     _atomic_save(
         {
@@ -220,11 +227,18 @@ def get_teacher(
     return model, outputs
 
 
+def teacher_device(device: str) -> str:
+    """The device the teacher trains on for ``--device device``: a CUDA device only where this
+    process sees one (a driver without a GPU, whose trials run on a cluster's GPU nodes, trains
+    its teacher on its CPU)."""
+    return device if device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+
+
 def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, dataset: GraphDataset,
            settings: TrainingSettings, batching: Batching, seed: int, metric: ScoreMetric,
-           on_epoch: Optional[EpochCallback] = None) -> None:
-    """Cross-entropy on the labelled nodes, full-batch or on sampled mini-batches, early stopping
-    on ``metric``."""
+           on_epoch: Optional[EpochCallback] = None, device: str = "cpu") -> None:
+    """Cross-entropy on the labelled nodes, full-batch (on ``device``) or on sampled mini-batches
+    (on the CPU), early stopping on ``metric``; the model ends on the CPU."""
     data = dataset.data
     widths = output_widths(model, data)
     estimate = full_batch_bytes(widths, dataset.num_nodes, int(data.edge_index.size(1)), family.uses_graph)
@@ -234,8 +248,14 @@ def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, datase
                         num_hops=family.num_hops(config.num_layers, **dict(config.family_params)), seeds=train_nodes,
                         metric=metric, seed=seed, on_epoch=on_epoch)
     else:
-        train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data, settings,
-                    metric=metric, on_epoch=on_epoch)
+        if device != "cpu":
+            data = copy.copy(data).to(device)  # PyG's .to() moves in place: the dataset's own tensors stay
+            model.to(device)
+        try:
+            train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data,
+                        settings, metric=metric, on_epoch=on_epoch)
+        finally:
+            model.to("cpu")
 
 
 def save_teacher_checkpoint(model: GraphModel, config: TeacherConfig, path: Path) -> None:

@@ -175,6 +175,7 @@ def select_teacher(
     candidates: Optional[tuple[Candidate, ...]] = None,
     progress: Callable[[str], None] = lambda text: None,
     metric: Optional[ScoreMetric] = None,
+    device: str = "cpu",
 ) -> TeacherSelection:
     """Train (or load) every candidate and return the best by validation score (module docstring).
 
@@ -182,6 +183,7 @@ def select_teacher(
         candidates: default :data:`CANDIDATES`.
         progress: receives one line per candidate.
         metric: the score the candidates are ranked by on the validation nodes (default accuracy).
+        device: where the candidates train (:func:`gkd_search.teacher.get_teacher`).
 
     Raises:
         UsageError: no candidate could be trained (every family missing, or all skipped).
@@ -211,7 +213,7 @@ def select_teacher(
                 start = time.perf_counter()
                 try:
                     _, out = get_teacher(dataset, config, family, seed=seed, cache_dir=cache_dir, batching=batching,
-                                         keep_hidden=False, metric=metric)
+                                         keep_hidden=False, metric=metric, device=device)
                 except Exception as exc:  # one broken candidate does not stop the choice
                     row.status, row.note = "failed", f"{type(exc).__name__}: {exc}"[:300]
                 else:

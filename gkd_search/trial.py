@@ -6,6 +6,7 @@ Tune trainable, the overhead benchmark calls it from a plain Optuna loop.
 
 from __future__ import annotations
 
+import copy
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from .distill.guard import TrialStopped, make_guard
+from .distill.guard import NoGuard, TrialStopped, make_guard
 from .distill.loop import TrainingSettings, predict, train_model
 from .distill.minibatch import Batching, full_batch_bytes, induced_edges, select_rows, train_minibatch
 from .distill.objective import build_objective, split_params
@@ -121,7 +122,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
             return result
 
         device = torch.device(ctx.device)
-        data = dataset.data.to(device)
+        data = copy.copy(dataset.data).to(device)  # PyG moves in place: the shared dataset stays where it is
         own_params, _ = split_params(method, spec.method_params)
         raw_x = data.x
         features = method.student_features(data.x, data.edge_index, own_params)
@@ -171,7 +172,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         result.training_mode = "mini-batch" if minibatch else "full-batch"
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "before"))
         # judged on the score early stopping keeps (the search's --metric)
-        guard = make_guard(metric, data, dataset.num_classes)
+        guard = make_guard(metric, data, dataset.num_classes) if spec.training.get("guard", True) else NoGuard()
         train_start = time.perf_counter()
         report = None if on_epoch is None else (lambda epoch, last, best: on_epoch(epoch, best))
         with PeakMemory() as memory:

@@ -83,6 +83,41 @@ def test_a_graph_where_nothing_can_be_learned_is_stopped_as_degenerate(gkd_regis
     assert f"chance level {chance:.4f} + margin {margin:.4f}" in result.error_detail
 
 
+def test_a_space_can_turn_the_guard_off_so_every_trial_trains_to_its_epoch_limit(gkd_registry, blank_graph,
+                                                                                  small_synthetic, small_teacher):
+    # `training: {guard: false}`: a paper's protocol (bench/reproduce_abkd.py) trains every method for the same epochs
+    _, outputs = small_teacher
+    unguarded = spec(family="mlp")
+    unguarded.training["guard"] = False
+    result = run_trial(unguarded, context(gkd_registry, blank_graph, outputs), "blank")
+    assert result.status == "ok", result.error
+    assert result.epochs_run == EPOCHS  # the patience is the epoch limit: no early stop either
+    huge = spec(method="huge")
+    huge.training["guard"] = False
+    result = run_trial(huge, context(gkd_registry, small_synthetic, outputs), "huge")
+    assert result.status == "ok" and result.epochs_run == EPOCHS  # a huge but finite loss trains on
+
+
+def test_a_trial_moves_a_copy_of_the_graph_to_its_device_not_the_shared_dataset(gkd_registry, small_synthetic,
+                                                                                 small_teacher):
+    # PyG's Data.to() moves tensors in place: on a GPU the shared dataset would end up on the GPU
+    from torch_geometric.data import Data
+
+    moved = []
+
+    class RecordingData(Data):
+        def to(self, *args, **kwargs):
+            moved.append(id(self))
+            return super().to(*args, **kwargs)
+
+    _, outputs = small_teacher
+    shared = RecordingData(**dict(small_synthetic.data.items()))
+    dataset = GraphDataset("recording", shared, small_synthetic.num_classes)
+    result = run_trial(spec(epochs=2), context(gkd_registry, dataset, outputs), "copy")
+    assert result.status == "ok", result.error
+    assert moved and id(shared) not in moved  # a copy was moved
+
+
 def test_healthy_trials_are_not_stopped(gkd_registry, small_synthetic, small_teacher):
     _, outputs = small_teacher
     result = run_trial(spec(epochs=30), context(gkd_registry, small_synthetic, outputs), "ok")

@@ -170,7 +170,7 @@ def test_space_not_found_lists_known_names(gkd_registry):
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods:\n  none: {tau: 2.0}\n",
          "methods.none.tau", "unknown hyperparameter (known: none)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8]}\nmethods: {none: {}}\ntraining: {momentum: 0.9}\n",
-         "training.momentum", "unknown key (known: lr, weight_decay, dropout, epochs, patience, conv_weight_decay)"),
+         "training.momentum", "unknown key (known: lr, weight_decay, dropout, epochs, patience, conv_weight_decay, guard)"),
         ("families:\n  gcn: {num_layers: [1], hidden_channels: [8], heads: [2]}\nmethods: {none: {}}\n",
          "families.gcn.heads", "unknown key (known: num_layers, hidden_channels)"),
         ("families:\n  gcn: {hidden_channels: [8]}\nmethods: {none: {}}\n",
@@ -430,3 +430,18 @@ def test_stride_structure_must_name_a_registered_structural_loss(tmp_path, gkd_r
     # a blocked built-in loss is caught for the declared default choices too
     with pytest.raises(SpaceError, match="methods.stride.structure: 'gsp' is not a registered structural loss"):
         load(write_space(tmp_path, SMALL_SPACE), gkd_registry, only_methods=["stride"], structural_losses=["gcrd", "lsp"])
+
+
+def test_a_space_can_turn_the_training_guard_off_and_only_with_a_boolean(gkd_registry, tmp_path):
+    from gkd_search.errors import SpaceError
+    from gkd_search.params import Fixed
+    from gkd_search.space import load_space
+
+    path = tmp_path / "unguarded.yaml"
+    path.write_text("families:\n  gcn:\n    num_layers: [1]\n    hidden_channels: [16]\nmethods:\n  none: {}\n"
+                    "training:\n  guard: false\n")
+    space = load_space(str(path), gkd_registry.families, gkd_registry.methods)
+    assert space.training["guard"] == Fixed(False)
+    path.write_text(path.read_text().replace("guard: false", "guard: 0.5"))
+    with pytest.raises(SpaceError, match="training.guard"):
+        load_space(str(path), gkd_registry.families, gkd_registry.methods)

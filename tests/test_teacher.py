@@ -168,3 +168,29 @@ def test_checkpoint_missing_or_not_a_checkpoint(tmp_path):
     torch.save({"weights": torch.zeros(2)}, plain)
     with pytest.raises(UsageError, match="not a gkd-search teacher checkpoint"):
         read_checkpoint_config(plain)
+
+
+# ------------------------------------------------------------------------------ device
+
+
+def test_teacher_device_is_cuda_only_where_this_process_sees_a_gpu():
+    from gkd_search.teacher import teacher_device
+
+    assert teacher_device("cpu") == "cpu"
+    expected = "cuda:1" if torch.cuda.is_available() else "cpu"
+    assert teacher_device("cuda:1") == expected  # a driver without a GPU trains its teacher on its CPU
+
+
+def test_teacher_trained_for_a_cuda_search_is_cached_on_the_cpu_under_the_same_key(gkd_registry, small_synthetic,
+                                                                                  tmp_path):
+    model_cpu, out_cpu = teacher(gkd_registry, small_synthetic, QUICK, tmp_path / "a")
+    model_gpu, out_gpu = teacher(gkd_registry, small_synthetic, QUICK, tmp_path / "b", device="cuda")
+    assert out_gpu.cache_key == out_cpu.cache_key  # the device is not part of what was trained
+    assert out_gpu.logits.device.type == "cpu" and all(h.device.type == "cpu" for h in out_gpu.hidden)
+    assert all(p.device.type == "cpu" for p in model_gpu.parameters())
+    if torch.cuda.is_available():  # CUDA kernels are not bitwise the CPU's: the same model, not the same floats
+        assert abs(out_gpu.val_acc - out_cpu.val_acc) <= 0.05
+    else:  # both trained on the CPU: identical
+        assert torch.equal(out_gpu.logits, out_cpu.logits)
+    _, again = teacher(gkd_registry, small_synthetic, QUICK, tmp_path / "b")  # the CPU reads the CUDA-trained entry
+    assert again.from_cache and torch.equal(again.logits, out_gpu.logits)

@@ -176,7 +176,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     examples = []
     for run in runs:
         for row in run["rows"]:
-            if row["status"] == "over_budget":
+            if row["status"] in ("over_budget", "pruned"):  # never trained to the end: not judged
                 continue
             why = collapsed(row, run["majority_rate"])
             for table, key in ((per_method, row["method"]), (per_dataset, run["dataset"]), (per_method, "all")):

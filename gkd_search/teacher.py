@@ -8,7 +8,6 @@ weights instead (outputs are recomputed from them, never trusted from the file).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -249,7 +248,7 @@ def _train(model: GraphModel, family: ModelFamily, config: TeacherConfig, datase
                         metric=metric, seed=seed, on_epoch=on_epoch)
     else:
         if device != "cpu":
-            data = copy.copy(data).to(device)  # PyG's .to() moves in place: the dataset's own tensors stay
+            data = dataset.data_on(device)
             model.to(device)
         try:
             train_model(model, lambda out: supervised_cross_entropy(out.logits, data.y, data.train_mask), data,

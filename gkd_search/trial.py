@@ -6,7 +6,6 @@ Tune trainable, the overhead benchmark calls it from a plain Optuna loop.
 
 from __future__ import annotations
 
-import copy
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -122,7 +121,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
             return result
 
         device = torch.device(ctx.device)
-        data = copy.copy(dataset.data).to(device)  # PyG moves in place: the shared dataset stays where it is
+        data = dataset.data_on(device)
         own_params, _ = split_params(method, spec.method_params)
         raw_x = data.x
         features = method.student_features(data.x, data.edge_index, own_params)

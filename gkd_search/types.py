@@ -66,6 +66,14 @@ class GraphDataset:
             return 1
         return max(len(self.relation_names), int(edge_type.max()) + 1 if edge_type.numel() else 1)
 
+    def data_on(self, device: Any) -> Any:
+        """The graph on ``device``, leaving :attr:`data` where it is: PyG's ``Data.to()`` moves the
+        tensors in place, so a trial or a teacher moving the shared graph to a GPU would move it
+        for everyone; this moves a shallow copy (on the same device the copy shares the tensors)."""
+        import copy
+
+        return copy.copy(self.data).to(device)
+
     @property
     def is_heterogeneous(self) -> bool:
         return getattr(self.data, "edge_type", None) is not None

@@ -28,6 +28,10 @@ Usage::
 Each finished search is appended to ``bench/results/robustness.<label>.jsonl`` (a rerun skips the
 searches already there); ``--render`` summarises both labels into ``bench/results/robustness.json``
 and the robustness section of ``docs/benchmarks.md``.
+
+Labels (:data:`LABELS`): ``before`` is the code before issue 16's fixes (a70d36b), ``after`` with
+them (ae96cb5), ``warm-up`` after the guard's warm-up became a budget of optimiser movement and
+patience stopped ending trials still at chance (``docs/methods.md``, "When a trial is stopped").
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:robustness:start -->", "<!-- bench:robustness:end -->"
+LABELS = ("before", "after", "warm-up")
 DATASETS = ("cora", "pubmed", "photo")
 SEEDS = (0, 1, 2)
 MAJORITY_MARGIN = 0.05
@@ -206,7 +211,7 @@ def _share(cell: Optional[dict[str, int]]) -> str:
 
 
 def render(summaries: dict[str, dict[str, Any]]) -> str:
-    labels = [label for label in ("before", "after") if label in summaries]
+    labels = [label for label in LABELS if label in summaries]
     lines = [START, "", "| method | " + " | ".join(f"collapsed, {label}" for label in labels) + " |",
              "|---|" + "---|" * len(labels)]
     methods = sorted({m for s in summaries.values() for m in s["per_method"] if m != "all"})
@@ -237,7 +242,7 @@ def render(summaries: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--label", choices=["before", "after"], help="which code the runs measure")
+    parser.add_argument("--label", choices=LABELS, help="which code the runs measure (LABELS)")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     parser.add_argument("--trials", type=int, default=30)
@@ -249,7 +254,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.render:
         if not args.label:
-            parser.error("--label before|after is required to run searches")
+            parser.error(f"--label {'|'.join(LABELS)} is required to run searches")
         _quiet()
         done = {(r["dataset"], r["seed"], r.get("pruner", "none")) for r in load(args.label)}
         out = RESULTS / f"robustness.{args.label}.jsonl"
@@ -264,7 +269,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  args.pruner)
                 with open(out, "a") as handle:
                     handle.write(json.dumps(record) + "\n")
-    summaries = {label: summarise(load(label)) for label in ("before", "after") if load(label)}
+    summaries = {label: summarise(load(label)) for label in LABELS if load(label)}
     if not summaries:
         print("no results yet", file=sys.stderr)
         return 1

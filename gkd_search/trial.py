@@ -171,7 +171,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, trial_id: str, save_dir: Optio
         result.training_mode = "mini-batch" if minibatch else "full-batch"
         result.matrices.update(_diagnostics(loss, model, data, batch, rows, chunk, "before"))
         # judged on the score early stopping keeps (the search's --metric)
-        guard = make_guard(metric, data, dataset.num_classes) if spec.training.get("guard", True) else NoGuard()
+        guard = (make_guard(metric, data, dataset.num_classes, lr=settings.lr, epochs=settings.epochs)
+                 if spec.training.get("guard", True) else NoGuard())
         train_start = time.perf_counter()
         report = None if on_epoch is None else (lambda epoch, last, best: on_epoch(epoch, best))
         with PeakMemory() as memory:

@@ -10,7 +10,14 @@ import torch
 import torch.nn.functional as F
 from test_trial import FAST_LATENCY, PROTOCOL
 
-from gkd_search.distill.guard import GuardSettings, TrainingGuard, TrialStopped, chance_level, make_guard
+from gkd_search.distill.guard import (
+    GuardSettings,
+    TrainingGuard,
+    TrialStopped,
+    chance_level,
+    make_guard,
+    warmup_epochs,
+)
 from gkd_search.distill.loop import TrainingSettings, accuracy, train_model
 from gkd_search.distill.minibatch import Batching, train_minibatch
 from gkd_search.families.mlp import MLPFamily
@@ -37,9 +44,10 @@ class HugeLossMethod(DistillationMethod):
         return _HugeLoss()
 
 
-def spec(family="gcn", method="none", epochs=EPOCHS) -> TrialSpec:
+def spec(family="gcn", method="none", epochs=EPOCHS, lr=0.01, patience=None) -> TrialSpec:
     return TrialSpec(family=family, num_layers=2, hidden_channels=16, method=method, method_params={},
-                     training={"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": epochs, "patience": epochs},
+                     training={"lr": lr, "weight_decay": 5e-4, "dropout": 0.5, "epochs": epochs,
+                               "patience": epochs if patience is None else patience},
                      seed=0)
 
 
@@ -81,6 +89,42 @@ def test_a_graph_where_nothing_can_be_learned_is_stopped_as_degenerate(gkd_regis
     n = int(blank_graph.data.val_mask.sum())
     margin = 2 * math.sqrt(chance * (1 - chance) / n)  # two binomial standard errors
     assert f"chance level {chance:.4f} + margin {margin:.4f}" in result.error_detail
+
+
+def test_the_warm_up_is_a_budget_of_optimiser_movement_capped_at_half_the_epochs():
+    settings = GuardSettings()  # 30 epochs at lr 0.01
+    assert warmup_epochs(settings) == 30
+    assert warmup_epochs(settings, lr=0.01, epochs=200) == 30
+    assert warmup_epochs(settings, lr=0.03, epochs=200) == 30  # never shorter than 30 epochs
+    assert warmup_epochs(settings, lr=0.005, epochs=200) == 60
+    assert warmup_epochs(settings, lr=0.0036, epochs=200) == 84  # PubMed's slow FitNets student left chance at 75
+    assert warmup_epochs(settings, lr=0.001, epochs=200) == 100  # at most half the epoch limit
+    assert warmup_epochs(settings, lr=0.001, epochs=20) == 30  # but never fewer than 30
+    guard = TrainingGuard(4, 0.4, GuardSettings(margin=0.01), lr=0.005, epochs=200)
+    guard.check_score(59, 0.3)  # still warming up at a small learning rate
+    with pytest.raises(TrialStopped):
+        guard.check_score(60, 0.3)
+
+
+def test_patience_does_not_run_out_while_a_trial_is_at_chance(gkd_registry, blank_graph, small_teacher):
+    # nothing can be learned on the blank graph: with patience 3 early stopping would end the trial
+    # at epoch 4; at chance the warm-up decides, so it runs to the warm-up and is judged degenerate
+    _, outputs = small_teacher
+    result = run_trial(spec(family="mlp", patience=3), context(gkd_registry, blank_graph, outputs), "blank")
+    assert result.status == "failed" and result.error == "degenerate"
+    assert result.epochs_run == GuardSettings().warmup
+    # a smaller learning rate gets a longer warm-up (the same optimiser movement)
+    slow = run_trial(spec(family="mlp", lr=0.005, epochs=200, patience=3), context(gkd_registry, blank_graph, outputs),
+                     "slow")
+    assert slow.status == "failed" and slow.error == "degenerate" and slow.epochs_run == 60
+    # without the guard, patience counts as before
+    unguarded = spec(family="mlp", patience=3)
+    unguarded.training["guard"] = False
+    result = run_trial(unguarded, context(gkd_registry, blank_graph, outputs), "blank")
+    assert result.status == "ok" and result.epochs_run < GuardSettings().warmup  # patience ended it
+    guard = TrainingGuard(4, 0.4, GuardSettings(margin=0.01))
+    assert guard.at_chance(0.41) and not guard.at_chance(0.42)
+    assert not TrainingGuard(4, None).at_chance(0.0)  # no chance level: patience as always
 
 
 def test_a_space_can_turn_the_guard_off_so_every_trial_trains_to_its_epoch_limit(gkd_registry, blank_graph,

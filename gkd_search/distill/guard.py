@@ -13,8 +13,15 @@ step (:meth:`~TrainingGuard.check_loss`) and after every validation
   where the label term starts), at which point the label term is about one part in
   ``max_loss_ratio`` of the objective; or it grows to ``max_growth`` times its first value (at
   least ``ln C``).
-* ``degenerate``: after ``warmup`` epochs the best validation score so far is still at or below
-  the metric's chance level plus ``margin``. The chance level is the best score a constant
+* ``degenerate``: after the warm-up the best validation score so far is still at or below
+  the metric's chance level plus ``margin``. The warm-up is a budget of optimiser movement, not of
+  epochs: Adam moves each weight by about the learning rate per step, so ``warmup`` epochs at
+  ``reference_lr`` (30 at 0.01) become ``ceil(warmup * reference_lr / lr)`` epochs at a smaller
+  learning rate (at least ``warmup``), capped at half the trial's epoch limit so a hopeless
+  trial never costs more than half its budget (:func:`warmup_epochs`). A fixed 30 epochs
+  stopped slow starters that train well: on PubMed a 3-layer GCN with FitNets' hints
+  (``beta`` 80, lr 0.0036) sits at the majority class for 75 epochs and then reaches validation
+  0.82, the teacher's score (``docs/benchmarks.md``, robustness). The chance level is the best score a constant
   prediction reaches on the validation nodes (:func:`chance_level`): for accuracy the
   majority-class rate of the validation nodes, for macro-F1 the F1 of always answering the
   majority class divided by ``C``, for ROC-AUC 0.5. It is computed with the trial's own metric,
@@ -22,6 +29,10 @@ step (:meth:`~TrainingGuard.check_loss`) and after every validation
   binomial standard errors of the chance rate over the ``n`` validation nodes,
   ``2 sqrt(c (1 - c) / n)`` (Photo: 0.043, Cora: 0.042): a score within it is not distinguishable
   from answering one class for every node (an ABKD student on Photo sat at 0.133 against 0.125).
+
+While a trial's best score is still at that floor, early stopping's patience does not run out
+(:meth:`TrainingGuard.at_chance`; both loops ask it): a model that has not left the chance level
+is not overfitting, and whether it is hopeless is the warm-up's call, not the patience's.
 """
 
 from __future__ import annotations
@@ -55,6 +66,8 @@ class GuardSettings:
     """The thresholds (module docstring). ``warmup`` is in epochs; ``margin`` in score units."""
 
     warmup: int = 30
+    #: the learning rate at which ``warmup`` is counted (:func:`warmup_epochs`)
+    reference_lr: float = 0.01
     #: ``None``: two binomial standard errors of the chance rate over the validation nodes
     margin: Optional[float] = None
     max_loss_ratio: float = 1e4
@@ -90,6 +103,23 @@ def chance_level(metric: Callable[[Tensor, Tensor, Tensor], float], y: Tensor, m
     return max(scores) if scores else None
 
 
+def warmup_epochs(settings: GuardSettings, lr: Optional[float] = None, epochs: Optional[int] = None) -> int:
+    """The epochs before the degenerate check: ``settings.warmup`` at ``settings.reference_lr``,
+    scaled by ``reference_lr / lr`` when ``lr`` is smaller (never fewer than ``warmup``), and at
+    most half of ``epochs`` (never fewer than ``warmup``)::
+
+        warmup_epochs(GuardSettings(), lr=0.01) == 30
+        warmup_epochs(GuardSettings(), lr=0.0036, epochs=200) == 84
+        warmup_epochs(GuardSettings(), lr=0.001, epochs=200) == 100
+    """
+    warmup = int(settings.warmup)
+    if lr is not None and 0.0 < lr < settings.reference_lr:
+        warmup = max(warmup, math.ceil(settings.warmup * settings.reference_lr / lr - 1e-9))
+    if epochs is not None:
+        warmup = min(warmup, max(int(settings.warmup), int(epochs) // 2))
+    return warmup
+
+
 class TrainingGuard:
     """Raises :class:`TrialStopped` when a trial diverges or stays degenerate (module docstring).
 
@@ -98,11 +128,14 @@ class TrainingGuard:
         chance: the validation chance level (:func:`chance_level`); ``None`` turns the
             degenerate check off.
         num_val: validation nodes, for the default margin (``None``: margin 0 unless set).
+        lr, epochs: the trial's learning rate and epoch limit, for the warm-up
+            (:func:`warmup_epochs`; ``None``: ``settings.warmup`` epochs).
     """
 
     def __init__(self, num_classes: int, chance: Optional[float], settings: GuardSettings = GuardSettings(),
-                 num_val: Optional[int] = None) -> None:
+                 num_val: Optional[int] = None, lr: Optional[float] = None, epochs: Optional[int] = None) -> None:
         self.settings, self.chance = settings, chance
+        self.warmup = warmup_epochs(settings, lr, epochs)
         self.reference = math.log(max(int(num_classes), 2))
         self.first: Optional[float] = None
         self.margin = settings.margin
@@ -126,10 +159,16 @@ class TrainingGuard:
             raise TrialStopped(DIVERGED, f"loss {value:.4g} at epoch {epoch} grew past {s.max_growth:g} x its first "
                                          f"value {self.first:.4g}", epoch)
 
+    def at_chance(self, best_score: float) -> bool:
+        """Whether the best validation score so far is still at or below the chance level plus
+        the margin (False without a chance level). The loops keep training such a trial past its
+        patience: the warm-up decides (module docstring)."""
+        return self.chance is not None and not best_score > self.chance + self.margin
+
     def check_score(self, epoch: int, best_score: float) -> None:
         """After each validation: stop when, after the warm-up, the best validation score so far
         is still at or below the chance level plus the margin."""
-        if self.chance is None or epoch < self.settings.warmup:
+        if self.chance is None or epoch < self.warmup:
             return
         floor = self.chance + self.margin
         if not best_score > floor:
@@ -146,7 +185,9 @@ class NoGuard(TrainingGuard):
 
 
 def make_guard(metric: Callable[[Tensor, Tensor, Tensor], float], data, num_classes: int,
-               settings: GuardSettings = GuardSettings()) -> TrainingGuard:
-    """The guard of a trial on ``data`` (its ``y`` and ``val_mask``) scored by ``metric``."""
+               settings: GuardSettings = GuardSettings(), lr: Optional[float] = None,
+               epochs: Optional[int] = None) -> TrainingGuard:
+    """The guard of a trial on ``data`` (its ``y`` and ``val_mask``) scored by ``metric``, trained
+    at learning rate ``lr`` for at most ``epochs`` (the warm-up: :func:`warmup_epochs`)."""
     return TrainingGuard(num_classes, chance_level(metric, data.y, data.val_mask, num_classes), settings,
-                         num_val=int(data.val_mask.sum()))
+                         num_val=int(data.val_mask.sum()), lr=lr, epochs=epochs)

@@ -152,7 +152,7 @@ def train_minibatch(
         if on_epoch is not None and on_epoch(epoch, best.last, best.score) is False:
             stopped = True
             break
-        if not going_on:
+        if not going_on and not guard.at_chance(best.score):  # still at chance: the guard's warm-up decides
             break
         guard.check_score(epoch, best.score)
     seconds = time.perf_counter() - start

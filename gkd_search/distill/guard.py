@@ -168,10 +168,7 @@ class TrainingGuard:
     def check_score(self, epoch: int, best_score: float) -> None:
         """After each validation: stop when, after the warm-up, the best validation score so far
         is still at or below the chance level plus the margin."""
-        if self.chance is None or epoch < self.warmup:
-            return
-        floor = self.chance + self.margin
-        if not best_score > floor:
+        if epoch >= self.warmup and self.at_chance(best_score):
             raise TrialStopped(DEGENERATE, f"best validation score {best_score:.4f} after {epoch} epochs is not above "
                                            f"the chance level {self.chance:.4f} + margin {self.margin:.4f}",
                                epoch)

@@ -11,6 +11,7 @@ architectures whose p50 is within the budget.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import tempfile
@@ -42,7 +43,7 @@ from .pruning import check_pruner
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
-from .teacher_search import AUTO, TeacherSelection, is_auto, select_teacher
+from .teacher_search import AUTO, RANKING, TeacherSelection, is_auto, select_teacher
 from .trial import TrialContext
 from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec, count_parameters
 
@@ -597,6 +598,10 @@ def _abort(tracker, status: str, reason: str) -> None:
 def _log_teacher_candidates(tracker, selection: TeacherSelection) -> None:
     with tempfile.TemporaryDirectory(prefix="gkd-teachers-") as folder:
         tracker.log_artifact(selection.write_csv(Path(folder) / "teacher_candidates.csv"))
+        if selection.class_prior is not None:
+            prior = Path(folder) / "teacher_class_prior.json"
+            prior.write_text(json.dumps({"class_prior": selection.class_prior, "ranking": RANKING}, indent=1))
+            tracker.log_artifact(prior)
 
 
 def _parent_params(p: Prepared) -> dict[str, Any]:

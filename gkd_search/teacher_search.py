@@ -7,7 +7,12 @@ small search over the standard configurations of five well-known architectures i
 generic guess. Each candidate (:data:`CANDIDATES`) is trained once on the labelled nodes with
 early stopping (the teacher's own settings: up to 500 epochs, patience 100, Adam), exactly as a
 named ``--teacher`` would be, and cached the same way (:func:`gkd_search.teacher.get_teacher`);
-the candidate with the best validation score is the teacher (ties: fewer parameters). The choice
+the candidate with the best validation score is the teacher (ties: fewer parameters). With the
+accuracy metric the validation accuracy is first weighted by class to the class shares of the
+unlabelled nodes, estimated from the candidates' predictions (:mod:`gkd_search.class_prior`): a
+per-class split's validation nodes are class-balanced, and plain validation accuracy would rank
+by balanced accuracy instead (macro-F1 is balanced by definition and ROC-AUC does not depend on
+the class shares, so they are used as they are). The choice
 itself is cached under ``<cache>/teachers/auto-<dataset>-<hash>.json`` (hash of the dataset's
 fingerprint, the candidate list, the seed, the batching limits and the code version), so a second
 search loads the winner without touching the other candidates. Every candidate is reported with
@@ -32,7 +37,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
+import torch
+from torch import Tensor
+
 from . import __version__
+from .class_prior import estimate_class_prior, label_shares, prior_weighted_accuracy
 from .distill.minibatch import Batching, full_batch_bytes
 from .errors import UsageError
 from .metrics import ScoreMetric, resolve_metric
@@ -41,6 +50,8 @@ from .types import GraphDataset, ModelFamily, output_widths
 
 #: the ``--teacher`` value (and the default when a dataset declares no ``default_teacher``)
 AUTO = "auto"
+#: how the candidates are ranked (part of the cache key: a new rule chooses again)
+RANKING = "class-prior-weighted validation accuracy (Saerens et al. 2002); other metrics as they are"
 #: deepest receptive field trained on sampled mini-batches; deeper candidates are skipped when
 #: the graph is too big for full-batch training
 MAX_SAMPLED_HOPS = 3
@@ -86,6 +97,9 @@ class CandidateResult:
     metric: str = "accuracy"
     val_score: Optional[float] = None
     test_score: Optional[float] = None
+    #: accuracy only: validation recall per class weighted by the estimated class shares of the
+    #: unlabelled nodes (:mod:`gkd_search.class_prior`), by which the candidates are ranked
+    val_acc_weighted: Optional[float] = None
     params: Optional[int] = None
     seconds: float = 0.0
     training_mode: str = ""
@@ -102,6 +116,9 @@ class TeacherSelection:
     candidates: list[CandidateResult] = field(default_factory=list)
     from_cache: bool = False
     cache_path: Optional[str] = None
+    #: the estimated class shares of the unlabelled nodes the validation accuracy was weighted by
+    #: (``None``: no weighting, for macro-F1 and ROC-AUC or without unlabelled nodes)
+    class_prior: Optional[list[float]] = None
 
     def write_csv(self, path: Path) -> Path:
         columns = list(CandidateResult.__dataclass_fields__)
@@ -122,7 +139,7 @@ def selection_key(dataset: GraphDataset, candidates: tuple[Candidate, ...], seed
     payload = {
         "dataset": dataset.fingerprint(), "candidates": [c.spec for c in candidates], "seed": seed, "metric": metric,
         "batching": [batching.mode, batching.batch_size, list(batching.fanout), batching.max_full_batch_gb],
-        "gkd_search": __version__, "format": CACHE_FORMAT,
+        "gkd_search": __version__, "format": CACHE_FORMAT, "ranking": RANKING,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -144,11 +161,12 @@ def _read_cached(path: Path, families: Mapping[str, ModelFamily]) -> Optional[Te
         entry = json.loads(path.read_text())
         rows = [CandidateResult(**row) for row in entry["candidates"]]
         config = TeacherConfig.parse(entry["selected"])
+        prior = entry.get("class_prior")
     except (OSError, ValueError, KeyError, TypeError, UsageError):
         return None  # unreadable or from another version: choose again
     if config.family not in families:
         return None
-    return TeacherSelection(config, rows, from_cache=True, cache_path=str(path))
+    return TeacherSelection(config, rows, from_cache=True, cache_path=str(path), class_prior=prior)
 
 
 def _memory_note(config: TeacherConfig, family: ModelFamily, dataset: GraphDataset, batching: Batching) -> tuple[str, str]:
@@ -200,6 +218,7 @@ def select_teacher(
         progress(f"teacher auto: selected {cached.config.spec} (the cached choice {path.name})")
         return cached
     rows: list[CandidateResult] = []
+    logits: dict[int, Tensor] = {}  # row index -> the candidate's logits, for the class prior
     for number, candidate in enumerate(candidates, 1):
         config = TeacherConfig.parse(candidate.spec)
         row = CandidateResult(candidate.spec, config.family, "skipped", metric=metric.name, source=candidate.source)
@@ -220,18 +239,74 @@ def select_teacher(
                     row.status = "cached" if out.from_cache else "trained"
                     row.val_acc, row.test_acc, row.params = out.val_acc, out.test_acc, out.num_params
                     row.val_score, row.test_score = out.val_score, out.test_score
+                    logits[len(rows) - 1] = out.logits.detach().cpu()
                 row.seconds = time.perf_counter() - start
         progress(f"teacher candidate {number}/{len(candidates)} {candidate.spec}: {_describe(row)}")
     ranked = [r for r in rows if r.val_score is not None]
     if not ranked:
         raise UsageError(f"--teacher auto: no candidate teacher could be trained on {dataset.name} "
                          f"({'; '.join(f'{r.spec}: {r.note}' for r in rows)}); give --teacher FAMILY:LAYERS:HIDDEN")
-    best = max(ranked, key=lambda r: (r.val_score, -(r.params or 0)))
+    best, prior = choose_candidate(dataset, rows, logits, metric.name, progress)
+    score = (f"class-weighted validation accuracy ({best.val_acc_weighted:.3f}; unweighted {best.val_acc:.3f})"
+             if best.val_acc_weighted is not None else f"validation {metric.name} ({best.val_score:.3f})")
+    progress(f"teacher auto: selected {best.spec}, the best {score} of {len(ranked)} trained candidates")
+    _write_json({"selected": best.spec, "candidates": [asdict(r) for r in rows], "class_prior": prior}, path)
+    return TeacherSelection(TeacherConfig.parse(best.spec), rows, from_cache=False, cache_path=str(path),
+                            class_prior=prior)
+
+
+def choose_candidate(dataset: GraphDataset, rows: list[CandidateResult], logits: Mapping[int, Tensor], metric: str,
+                     progress: Callable[[str], None] = lambda text: None) -> tuple[CandidateResult, Optional[list[float]]]:
+    """Mark and return the best of the trained ``rows``, with the class shares used (or ``None``).
+
+    Args:
+        rows: every candidate; those with a ``val_score`` are ranked.
+        logits: row index -> that candidate's ``[N, C]`` logits (needed for ``accuracy``).
+        metric: ``accuracy`` ranks by the class-weighted validation accuracy; the others by
+            ``val_score``. Ties: fewer parameters.
+    """
+    ranked = [r for r in rows if r.val_score is not None]
+    prior = _weight_by_class_prior(dataset, rows, logits, progress) if metric == "accuracy" else None
+    best = max(ranked, key=lambda r: (_rank_score(r), -(r.params or 0)))
     best.selected = True
-    progress(f"teacher auto: selected {best.spec}, the best validation {metric.name} ({best.val_score:.3f}) of "
-             f"{len(ranked)} trained candidates")
-    _write_json({"selected": best.spec, "candidates": [asdict(r) for r in rows]}, path)
-    return TeacherSelection(TeacherConfig.parse(best.spec), rows, from_cache=False, cache_path=str(path))
+    return best, prior
+
+
+def _rank_score(row: CandidateResult) -> float:
+    return row.val_acc_weighted if row.val_acc_weighted is not None else float(row.val_score)
+
+
+def _weight_by_class_prior(dataset: GraphDataset, rows: list[CandidateResult], logits: Mapping[int, Tensor],
+                           progress: Callable[[str], None]) -> Optional[list[float]]:
+    """Set each trained row's ``val_acc_weighted``; return the class shares used (module docstring).
+
+    The shares are the mean of the candidates' EM estimates (:func:`~gkd_search.class_prior.
+    estimate_class_prior`) on the nodes outside the training and validation sets (of the target
+    type on a heterogeneous graph): one common weighting for every candidate. ``None`` (plain
+    validation accuracy) when no node is left unlabelled."""
+    data = dataset.data
+    unlabelled = ~(data.train_mask | data.val_mask)
+    target = getattr(data, "target_mask", None)
+    if target is not None:
+        unlabelled &= target
+    if not logits or int(unlabelled.sum()) == 0:
+        return None
+    num_classes = dataset.num_classes
+    train_prior = label_shares(data.y, data.train_mask, num_classes)
+    estimates = [estimate_class_prior(torch.softmax(out[unlabelled].double(), dim=-1), train_prior)
+                 for out in logits.values()]
+    prior = torch.stack(estimates).mean(dim=0)
+    for index, out in logits.items():
+        rows[index].val_acc_weighted = prior_weighted_accuracy(out, data.y, data.val_mask, prior)
+    validation = label_shares(data.y, data.val_mask, num_classes)
+    progress(f"teacher auto: validation accuracy weighted by class to the class shares estimated on "
+             f"{int(unlabelled.sum()):,} unlabelled nodes (Saerens et al. 2002): {_shares(prior)} "
+             f"(validation nodes: {_shares(validation)})")
+    return [round(float(v), 6) for v in prior]
+
+
+def _shares(values: Tensor) -> str:
+    return " ".join(f"{float(v):.3f}" for v in values)
 
 
 def _describe(row: CandidateResult) -> str:
@@ -239,6 +314,7 @@ def _describe(row: CandidateResult) -> str:
         return f"{row.status}: {row.note}"
     how = "from the teacher cache" if row.status == "cached" else f"trained {row.training_mode} in {row.seconds:.1f} s"
     mark = " <- selected" if row.selected else ""
-    score = f"val {row.val_acc:.3f} test {row.test_acc:.3f}" if row.metric == "accuracy" else (
+    weighted = f" (class-weighted val {row.val_acc_weighted:.3f})" if row.val_acc_weighted is not None else ""
+    score = f"val {row.val_acc:.3f} test {row.test_acc:.3f}{weighted}" if row.metric == "accuracy" else (
         f"val {row.metric} {row.val_score:.3f} test {row.metric} {row.test_score:.3f}")
     return f"{score}, {row.params:,} parameters, {how}{mark}"

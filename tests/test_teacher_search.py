@@ -5,6 +5,7 @@ candidates as ``teacher_candidates.csv``."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -47,13 +48,17 @@ def first_choice(gkd_registry, small_synthetic, cache):
 def test_every_candidate_is_trained_reported_and_the_best_by_validation_kept(first_choice):
     selection, lines = first_choice
     assert [c.spec for c in selection.candidates] == [c.spec for c in SMALL]
-    assert len(lines) == len(SMALL) + 1 and all(f"{i}/{len(SMALL)}" in line for i, line in enumerate(lines[:-1], 1))
+    assert len(lines) == len(SMALL) + 2 and all(f"{i}/{len(SMALL)}" in line for i, line in enumerate(lines[:-2], 1))
     assert all(c.status == "trained" and 0.0 <= c.val_acc <= 1.0 and c.params > 0 for c in selection.candidates)
     winners = [c for c in selection.candidates if c.selected]
     assert len(winners) == 1 and lines[-1].startswith(f"teacher auto: selected {winners[0].spec}")
-    best = max(c.val_acc for c in selection.candidates)
-    assert winners[0].val_acc == best
-    assert winners[0].params == min(c.params for c in selection.candidates if c.val_acc == best)  # ties: smaller
+    # ranked by validation accuracy weighted to the estimated class shares of the unlabelled nodes
+    assert selection.class_prior is not None and sum(selection.class_prior) == pytest.approx(1.0)
+    assert all(0.0 <= c.val_acc_weighted <= 1.0 for c in selection.candidates)
+    best = max(c.val_acc_weighted for c in selection.candidates)
+    assert winners[0].val_acc_weighted == best
+    assert winners[0].params == min(c.params for c in selection.candidates if c.val_acc_weighted == best)  # ties
+    assert "Saerens" in lines[-2] and "unlabelled nodes" in lines[-2]
     assert selection.config.spec == TeacherConfig.parse(winners[0].spec).spec
     assert winners[0].val_acc > 0.8  # the easy synthetic graph is learned
     assert not selection.from_cache and Path(selection.cache_path).is_file()
@@ -65,7 +70,8 @@ def test_the_choice_and_the_winner_are_cached(gkd_registry, small_synthetic, cac
     again = select_teacher(small_synthetic, gkd_registry.families, seed=0, cache_dir=cache, candidates=SMALL,
                            progress=lines.append)
     assert again.from_cache and again.config == first.config and len(lines) == len(SMALL) + 1
-    assert "the cached choice" in lines[-1]
+    assert "the cached choice" in lines[-1] and again.class_prior == first.class_prior
+    assert all("class-weighted val" in line for line in lines[:-1])
     family = gkd_registry.get("family", again.config.family)
     _, outputs = get_teacher(small_synthetic, again.config, family, seed=0, cache_dir=cache)
     assert outputs.from_cache  # the winner's weights were cached when it was trained
@@ -146,4 +152,7 @@ def test_a_search_with_teacher_auto_logs_every_candidate(gkd_registry, cache, fi
         rows = list(csv.DictReader(handle))
     assert [r["spec"] for r in rows] == [c.spec for c in SMALL]
     assert sum(r["selected"] == "True" for r in rows) == 1
-    assert all(r["val_acc"] for r in rows)
+    assert all(r["val_acc"] and r["val_acc_weighted"] for r in rows)
+    prior = json.loads(Path(client.download_artifacts(summary.parent_run_id, "teacher_class_prior.json",
+                                                      str(tmp_path))).read_text())
+    assert prior["class_prior"] == first_choice[0].class_prior and "Saerens" in prior["ranking"]

@@ -1,0 +1,131 @@
+"""Class-prior estimation (Saerens et al. 2002, eqs. 2.9-2.10) and the class-weighted validation
+accuracy that ``--teacher auto`` ranks its candidates by (class_prior.py, teacher_search.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from gkd_search.class_prior import estimate_class_prior, label_shares, prior_weighted_accuracy
+from gkd_search.metrics import accuracy
+from gkd_search.teacher_search import CandidateResult, choose_candidate
+from gkd_search.types import GraphDataset
+
+
+def test_one_em_step_is_equations_2_9_and_2_10_by_hand():
+    probs = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8]], dtype=torch.float64)
+    train = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    # from p^(0) = p_t the first step is the mean posterior; the second re-weights by p^(1) / p_t
+    p1 = probs.numpy().mean(axis=0)
+    adjusted = probs.numpy() * (p1 / train.numpy())
+    p2 = (adjusted / adjusted.sum(axis=1, keepdims=True)).mean(axis=0)
+    assert estimate_class_prior(probs, train, max_iterations=1).numpy() == pytest.approx(p1)
+    assert estimate_class_prior(probs, train, max_iterations=2).numpy() == pytest.approx(p2)
+
+
+def test_em_recovers_a_skewed_class_mix_from_calibrated_posteriors():
+    """Three Gaussian classes drawn 70/20/10; the posteriors are the exact ones under a uniform
+    training prior (a classifier trained on a class-balanced split). Their mean is biased toward
+    1/3 each; the EM estimate recovers the true shares."""
+    generator = torch.Generator().manual_seed(0)
+    true = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    n = 30000
+    labels = torch.multinomial(true, n, replacement=True, generator=generator)
+    means = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    x = means[labels] + torch.randn(n, generator=generator, dtype=torch.float64)
+    likelihood = torch.exp(-0.5 * (x[:, None] - means[None, :]) ** 2)
+    posterior = likelihood / likelihood.sum(dim=1, keepdim=True)  # uniform prior
+    naive = posterior.mean(dim=0)
+    estimate = estimate_class_prior(posterior, torch.full((3,), 1 / 3, dtype=torch.float64))
+    assert float((naive - true).abs().sum()) > 0.2  # the plain mean is far off
+    assert float((estimate - true).abs().sum()) < 0.03
+    assert float(estimate.sum()) == pytest.approx(1.0)
+
+
+def test_a_class_missing_from_training_keeps_share_zero():
+    probs = torch.tensor([[0.5, 0.5, 0.0], [0.2, 0.8, 0.0]], dtype=torch.float64)
+    estimate = estimate_class_prior(probs, torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))
+    assert float(estimate[2]) == 0.0 and not torch.isnan(estimate).any()
+
+
+def test_weighted_accuracy_by_hand_and_equal_to_accuracy_with_the_nodes_own_shares():
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    predicted = torch.tensor([0, 0, 1, 1, 0, 2])
+    logits = torch.nn.functional.one_hot(predicted, 3).float()
+    mask = torch.ones(6, dtype=torch.bool)
+    prior = torch.tensor([0.5, 0.3, 0.2])
+    # recall 2/3, 1/2, 1
+    assert prior_weighted_accuracy(logits, y, mask, prior) == pytest.approx(0.5 * 2 / 3 + 0.3 * 0.5 + 0.2 * 1.0)
+    own = label_shares(y, mask, 3)
+    assert own.tolist() == pytest.approx([0.5, 1 / 3, 1 / 6])
+    assert prior_weighted_accuracy(logits, y, mask, own) == pytest.approx(accuracy(logits, y, mask))
+    # a class with no node in the mask: the prior is renormalised over the others
+    no_two = torch.tensor([True, True, True, True, True, False])
+    assert prior_weighted_accuracy(logits, y, no_two, prior) == pytest.approx((0.5 * 2 / 3 + 0.3 * 0.5) / 0.8)
+    assert math.isnan(prior_weighted_accuracy(logits, y, torch.zeros(6, dtype=torch.bool), prior))
+
+
+def _balanced_split_graph() -> tuple[GraphDataset, torch.Tensor]:
+    """Class 0 is 80% of the graph; train and validation hold 10 and 20 nodes of each class."""
+    generator = torch.Generator().manual_seed(1)
+    counts = [800, 100, 100]
+    y = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])
+    y = y[torch.randperm(len(y), generator=generator)]
+    train = torch.zeros(len(y), dtype=torch.bool)
+    val = torch.zeros(len(y), dtype=torch.bool)
+    for k in range(3):
+        nodes = torch.nonzero(y == k).view(-1)
+        train[nodes[:10]] = True
+        val[nodes[10:30]] = True
+    data = Data(x=torch.zeros(len(y), 1), edge_index=torch.zeros(2, 0, dtype=torch.long), y=y,
+                train_mask=train, val_mask=val, test_mask=~(train | val))
+    return GraphDataset("skewed", data, 3), y
+
+
+def test_the_candidate_right_on_the_common_class_wins_over_the_one_right_on_the_rare_ones():
+    """A: right on every node of classes 1 and 2, wrong on a quarter of class 0 (validation
+    accuracy 0.917, graph accuracy about 0.8). B: right on class 0, wrong on a quarter of classes
+    1 and 2 (validation 0.833, graph about 0.95). Plain validation accuracy picks A; weighted by
+    the estimated class shares (about 0.8/0.1/0.1) B wins."""
+    dataset, y = _balanced_split_graph()
+    n = len(y)
+    wrong_a = (y == 0) & (torch.arange(n) % 4 == 0)
+    wrong_b = (y > 0) & (torch.arange(n) % 4 == 0)
+    pred_a = torch.where(wrong_a, torch.ones_like(y), y)
+    pred_b = torch.where(wrong_b, torch.zeros_like(y), y)
+    # confident, calibrated enough logits: 0.9 on the predicted class
+    logits = {i: torch.log(torch.nn.functional.one_hot(p, 3).double() * 0.85 + 0.05) for i, p in enumerate((pred_a, pred_b))}
+    rows = [CandidateResult(spec, spec, "trained", params=10) for spec in ("a", "b")]
+    data = dataset.data
+    for row, out in zip(rows, logits.values()):
+        row.val_acc = row.val_score = accuracy(out, y, data.val_mask)
+    assert rows[0].val_acc > rows[1].val_acc  # the balanced validation set prefers A
+    lines: list[str] = []
+    best, prior = choose_candidate(dataset, rows, logits, "accuracy", lines.append)
+    assert best.spec == "b" and best.selected and not rows[0].selected
+    assert prior is not None and prior[0] > 0.7 and sum(prior) == pytest.approx(1.0)
+    assert rows[1].val_acc_weighted > rows[0].val_acc_weighted
+    graph = ~(data.train_mask | data.val_mask)
+    assert accuracy(logits[1], y, graph) > accuracy(logits[0], y, graph)  # and B is better on the graph
+    assert len(lines) == 1 and "Saerens" in lines[0] and f"{int(graph.sum()):,} unlabelled nodes" in lines[0]
+    # macro-F1 and ROC-AUC are ranked as they are
+    for row in rows:
+        row.selected, row.val_acc_weighted = False, None
+    best, prior = choose_candidate(dataset, rows, logits, "macro-f1")
+    assert prior is None and best.spec == "a" and rows[0].val_acc_weighted is None
+
+
+def test_without_unlabelled_nodes_the_ranking_is_plain_validation_accuracy():
+    dataset, y = _balanced_split_graph()
+    data = dataset.data
+    data.val_mask = ~data.train_mask
+    data.test_mask = torch.zeros_like(data.val_mask)
+    logits = {0: torch.nn.functional.one_hot(y, 3).double()}
+    rows = [CandidateResult("a", "a", "trained", val_acc=1.0, val_score=1.0, params=1)]
+    best, prior = choose_candidate(dataset, rows, logits, "accuracy")
+    assert prior is None and best.val_acc_weighted is None and best.selected
+    assert np.isclose(best.val_acc, 1.0)

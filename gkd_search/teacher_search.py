@@ -294,7 +294,9 @@ def _weight_by_class_prior(dataset: GraphDataset, rows: list[CandidateResult], l
     num_classes = dataset.num_classes
     train_prior = label_shares(data.y, data.train_mask, num_classes)
     estimates = [estimate_class_prior(torch.softmax(out[unlabelled].double(), dim=-1), train_prior)
-                 for out in logits.values()]
+                 for out in logits.values() if bool(torch.isfinite(out[unlabelled]).all())]
+    if not estimates:
+        return None  # no candidate with finite outputs to estimate from: plain validation accuracy
     prior = torch.stack(estimates).mean(dim=0)
     for index, out in logits.items():
         rows[index].val_acc_weighted = prior_weighted_accuracy(out, data.y, data.val_mask, prior)

@@ -129,3 +129,14 @@ def test_without_unlabelled_nodes_the_ranking_is_plain_validation_accuracy():
     best, prior = choose_candidate(dataset, rows, logits, "accuracy")
     assert prior is None and best.val_acc_weighted is None and best.selected
     assert np.isclose(best.val_acc, 1.0)
+
+
+def test_a_candidate_with_non_finite_outputs_does_not_poison_the_estimate():
+    dataset, y = _balanced_split_graph()
+    good = torch.log(torch.nn.functional.one_hot(y, 3).double() * 0.85 + 0.05)
+    broken = torch.full_like(good, float("nan"))
+    rows = [CandidateResult(spec, spec, "trained", val_acc=1.0, val_score=1.0, params=1) for spec in ("good", "nan")]
+    rows[1].val_acc = rows[1].val_score = 0.0
+    best, prior = choose_candidate(dataset, rows, {0: good, 1: broken}, "accuracy")
+    assert prior is not None and not any(math.isnan(v) for v in prior) and prior[0] > 0.7
+    assert best.spec == "good" and best.val_acc_weighted == pytest.approx(1.0)

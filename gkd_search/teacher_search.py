@@ -14,7 +14,8 @@ per-class split's validation nodes are class-balanced, and plain validation accu
 by balanced accuracy instead (macro-F1 is balanced by definition and ROC-AUC does not depend on
 the class shares, so they are used as they are). The choice
 itself is cached under ``<cache>/teachers/auto-<dataset>-<hash>.json`` (hash of the dataset's
-fingerprint, the candidate list, the seed, the batching limits and the code version), so a second
+fingerprint, the candidate list, the seed, the batching limits, the ranking rule and the code
+version), so a second
 search loads the winner without touching the other candidates. Every candidate is reported with
 progress and written to ``teacher_candidates.csv`` (an artifact of the search run).
 
@@ -52,6 +53,8 @@ from .types import GraphDataset, ModelFamily, output_widths
 AUTO = "auto"
 #: how the candidates are ranked (part of the cache key: a new rule chooses again)
 RANKING = "class-prior-weighted validation accuracy (Saerens et al. 2002); other metrics as they are"
+#: at most this many unlabelled nodes (a seeded sample) estimate the class shares
+MAX_PRIOR_NODES = 100_000
 #: deepest receptive field trained on sampled mini-batches; deeper candidates are skipped when
 #: the graph is too big for full-batch training
 MAX_SAMPLED_HOPS = 3
@@ -291,6 +294,10 @@ def _weight_by_class_prior(dataset: GraphDataset, rows: list[CandidateResult], l
         unlabelled &= target
     if not logits or int(unlabelled.sum()) == 0:
         return None
+    count = int(unlabelled.sum())
+    unlabelled = torch.nonzero(unlabelled, as_tuple=False).view(-1)
+    if count > MAX_PRIOR_NODES:  # a seeded sample estimates the shares as well, at a fraction of the memory
+        unlabelled = unlabelled[torch.randperm(count, generator=torch.Generator().manual_seed(0))[:MAX_PRIOR_NODES]]
     num_classes = dataset.num_classes
     train_prior = label_shares(data.y, data.train_mask, num_classes)
     estimates = [estimate_class_prior(torch.softmax(out[unlabelled].double(), dim=-1), train_prior)
@@ -301,8 +308,9 @@ def _weight_by_class_prior(dataset: GraphDataset, rows: list[CandidateResult], l
     for index, out in logits.items():
         rows[index].val_acc_weighted = prior_weighted_accuracy(out, data.y, data.val_mask, prior)
     validation = label_shares(data.y, data.val_mask, num_classes)
+    sampled = f" (a sample of {len(unlabelled):,})" if count > len(unlabelled) else ""
     progress(f"teacher auto: validation accuracy weighted by class to the class shares estimated on "
-             f"{int(unlabelled.sum()):,} unlabelled nodes (Saerens et al. 2002): {_shares(prior)} "
+             f"{count:,} unlabelled nodes{sampled} (Saerens et al. 2002): {_shares(prior)} "
              f"(validation nodes: {_shares(validation)})")
     return [round(float(v), 6) for v in prior]
 

@@ -140,3 +140,18 @@ def test_a_candidate_with_non_finite_outputs_does_not_poison_the_estimate():
     best, prior = choose_candidate(dataset, rows, {0: good, 1: broken}, "accuracy")
     assert prior is not None and not any(math.isnan(v) for v in prior) and prior[0] > 0.7
     assert best.spec == "good" and best.val_acc_weighted == pytest.approx(1.0)
+
+
+def test_a_large_graph_estimates_the_shares_on_a_seeded_sample(monkeypatch):
+    import gkd_search.teacher_search as teacher_search
+
+    dataset, y = _balanced_split_graph()
+    logits = {0: torch.log(torch.nn.functional.one_hot(y, 3).double() * 0.85 + 0.05)}
+    rows = [CandidateResult("a", "a", "trained", val_acc=1.0, val_score=1.0, params=1)]
+    full = choose_candidate(dataset, rows, logits, "accuracy")[1]
+    monkeypatch.setattr(teacher_search, "MAX_PRIOR_NODES", 300)
+    lines: list[str] = []
+    sampled = choose_candidate(dataset, rows, logits, "accuracy", lines.append)[1]
+    assert "910 unlabelled nodes (a sample of 300)" in lines[0]
+    assert sampled != full and abs(sampled[0] - full[0]) < 0.1
+    assert sampled == choose_candidate(dataset, rows, logits, "accuracy")[1]  # seeded: the same sample again

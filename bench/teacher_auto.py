@@ -84,6 +84,7 @@ def init_seeds(dataset: str, data_root: str, split_seed: int, seeds: list[int]) 
     import torch
 
     from gkd_search.class_prior import estimate_class_prior, label_shares, prior_weighted_accuracy
+    from gkd_search.metrics import accuracy
     from gkd_search.registry import build_registry
     from gkd_search.search import default_cache_dir
     from gkd_search.teacher import TeacherConfig, get_teacher
@@ -107,12 +108,10 @@ def init_seeds(dataset: str, data_root: str, split_seed: int, seeds: list[int]) 
             logits[c.spec] = teacher.logits.detach().double()
         estimate = torch.stack([estimate_class_prior(torch.softmax(v[unlabelled], -1), train)
                                 for v in logits.values()]).mean(0)
-        rows = [{"spec": spec, "val": prior_weighted_accuracy(v, graph.y, graph.val_mask,
-                                                             label_shares(graph.y, graph.val_mask, data.num_classes)),
+        rows = [{"spec": spec, "val": accuracy(v, graph.y, graph.val_mask),
                  "val_weighted": prior_weighted_accuracy(v, graph.y, graph.val_mask, estimate),
                  "val_true_weighted": prior_weighted_accuracy(v, graph.y, graph.val_mask, true),
-                 "test": prior_weighted_accuracy(v, graph.y, graph.test_mask,
-                                                 label_shares(graph.y, graph.test_mask, data.num_classes)),
+                 "test": accuracy(v, graph.y, graph.test_mask),
                  "balanced_test": prior_weighted_accuracy(v, graph.y, graph.test_mask, uniform)}
                 for spec, v in logits.items()]
         picks = {key: max(rows, key=lambda r: r[key])["spec"] for key in ("val", "val_weighted", "val_true_weighted")}

@@ -8,7 +8,8 @@ accuracy is reported, never used to choose.
 
 Each candidate row keeps its plain validation accuracy and the class-weighted one the choice is
 made by (:mod:`gkd_search.class_prior`), so the bench also shows what plain validation accuracy
-would have chosen.
+would have chosen; and its test accuracy as trained beside that of its outputs adapted to the
+label shift (``--label-shift adapt``, the default: what a search distils from and reports).
 
 Usage::
 
@@ -45,9 +46,10 @@ def run(dataset: str, data_root: str, seed: int) -> dict[str, Any]:
     import torch
     from _report import cores, cpu_model
 
+    from gkd_search.metrics import resolve_metric
     from gkd_search.registry import build_registry
     from gkd_search.search import default_cache_dir
-    from gkd_search.teacher import TeacherConfig, get_teacher
+    from gkd_search.teacher import TeacherConfig, adapt_to_label_shift, get_teacher
     from gkd_search.teacher_search import select_teacher
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0")) or os.cpu_count() or 1))
@@ -64,14 +66,18 @@ def run(dataset: str, data_root: str, seed: int) -> dict[str, Any]:
         config = TeacherConfig.parse(spec.default_teacher)
         _, out = get_teacher(data, config, registry.get("family", config.family), seed=seed, cache_dir=cache,
                              keep_hidden=False)
-        default = {"spec": out.spec, "val_acc": out.val_acc, "test_acc": out.test_acc, "params": out.num_params}
+        adapted, _ = adapt_to_label_shift(out, data, resolve_metric("accuracy"))
+        default = {"spec": out.spec, "val_acc": out.val_acc, "test_acc": out.test_acc, "params": out.num_params,
+                   "test_acc_adapted": adapted.test_acc if adapted.label_shift is not None else None}
     winner = next(c for c in selection.candidates if c.selected)
     trained = [c for c in selection.candidates if c.val_acc is not None]
     plain = max(trained, key=lambda c: (c.val_acc, -(c.params or 0)))
     return {"dataset": dataset, "seed": seed, "selected": winner.spec, "selected_val_acc": winner.val_acc,
             "class_prior": selection.class_prior,
             "plain_val_choice": {"spec": plain.spec, "val_acc": plain.val_acc, "test_acc": plain.test_acc},
-            "selected_test_acc": winner.test_acc, "target_test_acc": TARGETS.get(dataset), "default": default,
+            "selected_test_acc": winner.test_acc if winner.test_acc_adapted is None else winner.test_acc_adapted,
+            "selected_test_acc_unadapted": winner.test_acc, "label_shift": True,
+            "target_test_acc": TARGETS.get(dataset), "default": default,
             "candidates": [c.__dict__ for c in selection.candidates], "seconds": seconds,
             "from_cache": selection.from_cache, "date": _dt.date.today().isoformat(),
             "machine": f"{cpu_model()}, {cores()} cores"}
@@ -121,6 +127,10 @@ def init_seeds(dataset: str, data_root: str, split_seed: int, seeds: list[int]) 
     return out
 
 
+def _fmt(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return sum(float(c[key]) for c in rows) / len(rows)
 
@@ -128,8 +138,8 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
 def render(results: dict[str, Any]) -> str:
     """Per dataset and seed: the choice by class-weighted validation accuracy, what plain validation
     accuracy would have chosen, and the tuned default; then each candidate's mean over seeds."""
-    lines = [START, "", "| dataset | seed | selected (class-weighted val) | test | plain val would pick | test | "
-             "tuned default test |", "|---|---|---|---|---|---|---|"]
+    lines = [START, "", "| dataset | seed | selected (class-weighted val) | test (adapted) | test as trained | "
+             "plain val would pick | test | tuned default test | adapted |", "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results.values():
         groups.setdefault(r["dataset"], []).append(r)
@@ -137,28 +147,32 @@ def render(results: dict[str, Any]) -> str:
         for r in sorted(runs, key=lambda r: r["seed"]):
             plain = r.get("plain_val_choice") or {"spec": r["selected"], "test_acc": r["selected_test_acc"]}
             default = r.get("default") or {}
-            lines.append(f"| {name} | {r['seed']} | `{r['selected']}` | {r['selected_test_acc']:.3f} | `{plain['spec']}` | "
-                         f"{plain['test_acc']:.3f} | {default.get('test_acc', float('nan')):.3f} |")
-    lines += ["", "Each candidate, mean over the seeds above (val: plain; weighted: class-weighted; test; chosen: "
-              "how often):", "", "| dataset | candidate | val | weighted val | test | chosen |", "|---|---|---|---|---|---|"]
+            lines.append(f"| {name} | {r['seed']} | `{r['selected']}` | {r['selected_test_acc']:.3f} | "
+                         f"{_fmt(r.get('selected_test_acc_unadapted'))} | `{plain['spec']}` | {plain['test_acc']:.3f} | "
+                         f"{_fmt(default.get('test_acc'))} | {_fmt(default.get('test_acc_adapted'))} |")
+    lines += ["", "Each candidate, mean over the seeds above (val: plain; weighted: class-weighted, of the adapted "
+              "outputs; test: as trained, and adapted; chosen: how often):", "",
+              "| dataset | candidate | val | weighted val | test | test adapted | chosen |", "|---|---|---|---|---|---|---|"]
     for name, runs in groups.items():
         specs = [c["spec"] for c in runs[0]["candidates"]]
         for spec in specs:
             rows = [c for r in runs for c in r["candidates"] if c["spec"] == spec and c["val_acc"] is not None]
             if not rows:
-                lines.append(f"| {name} | `{spec}` | - | - | - | not trained |")
+                lines.append(f"| {name} | `{spec}` | - | - | - | - | not trained |")
                 continue
             weighted = (f"{_mean(rows, 'val_acc_weighted'):.3f}"
                         if all(c.get("val_acc_weighted") is not None for c in rows) else "-")
+            adapted = (f"{_mean(rows, 'test_acc_adapted'):.3f}"
+                       if all(c.get("test_acc_adapted") is not None for c in rows) else "-")
             lines.append(f"| {name} | `{spec}` | {_mean(rows, 'val_acc'):.3f} | {weighted} | {_mean(rows, 'test_acc'):.3f} | "
-                         f"{sum(c['selected'] for c in rows)}/{len(runs)} |")
+                         f"{adapted} | {sum(c['selected'] for c in rows)}/{len(runs)} |")
     lines += [""]
     for name, runs in groups.items():
         target = runs[0].get("target_test_acc")
         tests = [r["selected_test_acc"] for r in runs]
         plain = [(r.get("plain_val_choice") or {}).get("test_acc", r["selected_test_acc"]) for r in runs]
         met = "" if target is None else f"; target {target:.3f} met on {sum(t >= target for t in tests)} of {len(tests)}"
-        lines.append(f"- {name}: selected teacher test {sum(tests) / len(tests):.3f} on average over seeds "
+        lines.append(f"- {name}: selected teacher test {sum(tests) / len(tests):.3f} (adapted) on average over seeds "
                      f"{', '.join(str(r['seed']) for r in runs)} (plain validation accuracy would give "
                      f"{sum(plain) / len(plain):.3f}){met}; {runs[0]['date']}, {runs[0]['machine']}.")
     lines += ["", END]

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pruner", default="asha", choices=["asha", "none"],
                    help="asha: stop hopeless trials early (ASHA's rungs, trials compared within latency brackets); "
                         "none: every trial trains to its epoch limit or patience")
+    g.add_argument("--label-shift", default="adapt", choices=["adapt", "off"],
+                   help="adapt (accuracy only): calibrate the teacher's outputs on the validation nodes and move "
+                        "them to the class shares estimated on the unlabelled nodes before distilling (a split "
+                        "with the same number of labels per class otherwise teaches the students a balanced "
+                        "class mix the graph does not have); off: the teacher's outputs as trained")
     g.add_argument("--select", default="one-se", choices=["one-se", "best"],
                    help="one-se: the smallest student within one standard error of the best validation score; "
                         "best: the best validation score")
@@ -419,7 +424,7 @@ def _search(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk, metric=args.metric,
         select=args.select, register_model=args.register_model, register=not args.no_register_model,
         storage_path=args.storage_path, latency_on=args.latency_on, trial_timeout=args.trial_timeout,
-        pruner=args.pruner,
+        pruner=args.pruner, label_shift=args.label_shift,
     )
     if args.register_model and args.no_register_model:
         raise UsageError("give either --register-model or --no-register-model, not both")

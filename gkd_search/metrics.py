@@ -21,13 +21,14 @@ bootstrap of the validation nodes (Efron & Tibshirani 1993, ch. 6).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from .class_prior import prior_weighted_accuracy
 from .errors import UsageError
 
 METRIC_NAMES = ("accuracy", "macro-f1", "roc-auc")
@@ -83,13 +84,35 @@ class ScoreMetric:
     Attributes:
         name: ``accuracy``, ``macro-f1`` or ``roc-auc`` (logged as the ``metric`` param).
         score: ``score(logits, y, mask) -> float``.
+        class_prior: accuracy only: the estimated class shares of the nodes the model is meant for
+            (``--label-shift adapt``, :mod:`gkd_search.class_prior`). The *validation* score is
+            then each class's validation recall weighted by its share (:meth:`validation`): on a
+            split with the same number of validation nodes per class, plain validation accuracy
+            measures balanced accuracy instead. Test scores stay plain.
     """
 
     name: str
     score: ScoreFunction
+    class_prior: Optional[tuple[float, ...]] = None
 
     def __call__(self, logits: Tensor, y: Tensor, mask: Tensor) -> float:
         return self.score(logits, y, mask)
+
+    def validation(self, logits: Tensor, y: Tensor, mask: Tensor) -> float:
+        """The score on the validation nodes ``mask``: :attr:`score`, or with :attr:`class_prior`
+        the class-weighted accuracy (:func:`~gkd_search.class_prior.prior_weighted_accuracy`)."""
+        if self.class_prior is None:
+            return self.score(logits, y, mask)
+        return prior_weighted_accuracy(logits, y, mask, self._prior())
+
+    def weighted_to(self, class_prior: Sequence[float]) -> ScoreMetric:
+        """This accuracy, its validation score weighted to ``class_prior`` (``[C]`` shares)."""
+        if self.name != "accuracy":
+            raise ValueError(f"only accuracy is weighted by class, not {self.name}")
+        return replace(self, class_prior=tuple(float(v) for v in class_prior))
+
+    def _prior(self) -> Tensor:
+        return torch.tensor(self.class_prior, dtype=torch.float64)
 
     def chance_level(self, y: Tensor, mask: Tensor) -> float:
         """The score of always predicting the most frequent class of the ``mask`` nodes, the
@@ -100,6 +123,9 @@ class ScoreMetric:
         if labels.numel() == 0:
             return float("nan")
         counts = torch.bincount(labels)
+        if self.class_prior is not None:  # a constant's weighted recall is its class's (renormalised) share
+            prior = self._prior()[:counts.numel()] * (counts > 0).double()
+            return float(prior.max() / prior.sum())
         share = float(counts.max()) / labels.numel()
         if self.name == "roc-auc":
             return 0.5
@@ -114,6 +140,15 @@ class ScoreMetric:
         n = int(mask.sum())
         if n < 2:
             return float("nan")
+        if self.class_prior is not None:  # sum_c w_c * recall_c: independent binomial recalls
+            labels = y[mask].cpu()
+            hits = (logits[mask].argmax(dim=-1).cpu() == labels)
+            counts = torch.bincount(labels[labels >= 0], minlength=len(self.class_prior)).double()
+            recall = torch.bincount(labels[hits & (labels >= 0)], minlength=counts.numel()).double()
+            present = counts > 0
+            weights = self._prior()[present] / self._prior()[present].sum()
+            recall = recall[present] / counts[present]
+            return math.sqrt(float((weights ** 2 * recall * (1 - recall) / counts[present]).sum()))
         if self.name == "accuracy":
             p = self.score(logits, y, mask)
             return math.sqrt(max(p * (1.0 - p), 0.0) / n)
@@ -126,6 +161,11 @@ class ScoreMetric:
             if not math.isnan(value):
                 values.append(value)
         return float(np.std(values, ddof=1)) if len(values) >= 2 else float("nan")
+
+
+def validation_score(metric: ScoreFunction) -> ScoreFunction:
+    """How ``metric`` scores validation nodes: :meth:`ScoreMetric.validation`, or a plain score function."""
+    return getattr(metric, "validation", metric)
 
 
 def resolve_metric(name: Optional[str], evaluator: Optional[ScoreFunction] = None) -> ScoreMetric:

@@ -51,6 +51,7 @@ def config_from_json(payload: dict[str, Any]):
     from .search import SearchConfig
 
     known = {f.name for f in fields(SearchConfig)}
+    payload = {"label_shift": "off", **payload}  # a search stored before the option existed did not adapt
     return SearchConfig(**{k: v for k, v in payload.items() if k in known})
 
 

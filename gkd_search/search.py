@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,13 +42,17 @@ from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
 from .pruning import check_pruner
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
-from .teacher import TeacherConfig, get_teacher, read_checkpoint_config
+from .teacher import TeacherConfig, adapt_to_label_shift, get_teacher, read_checkpoint_config
 from .teacher_search import AUTO, RANKING, TeacherSelection, is_auto, select_teacher
 from .trial import TrialContext
 from .types import GraphDataset, SearchSummary, TeacherOutputs, TrialResult, TrialSpec, count_parameters
 
 #: where latency is measured (``--latency-on``)
 LATENCY_ON = ("driver", "worker")
+
+
+#: ``--label-shift`` values
+LABEL_SHIFT = ("adapt", "off")
 
 
 @dataclass
@@ -102,6 +106,10 @@ class SearchConfig:
     #: ``asha``: stop hopeless trials at ASHA's rungs, within latency brackets
     #: (:mod:`gkd_search.pruning`); ``none``: every trial trains to its epoch limit or patience
     pruner: str = "asha"
+    #: ``adapt``: with the accuracy metric, calibrate the teacher's outputs on the validation nodes
+    #: and move them to the class shares of the unlabelled nodes before distilling
+    #: (:func:`gkd_search.teacher.adapt_to_label_shift`); ``off``: the teacher's outputs as trained
+    label_shift: str = "adapt"
 
     def batching(self) -> Batching:
         """Full-batch or mini-batch training (``--mini-batch``, ``--batch-size``, ``--fanout``)."""
@@ -158,6 +166,8 @@ class SearchConfig:
         if self.register_model is not None:
             check_model_name(self.register_model)
         check_pruner(self.pruner)
+        if self.label_shift not in LABEL_SHIFT:
+            raise UsageError(f"--label-shift {self.label_shift!r} is unknown; use one of {', '.join(LABEL_SHIFT)}")
 
 
 def check_model_name(name: str) -> None:
@@ -308,7 +318,7 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         reporter.message(f"teacher auto: the best of the candidate teachers by validation {metric.name} (docs/teachers.md)")
         selection = select_teacher(dataset, registry.families, seed=config.seed, cache_dir=cache_dir,
                                    batching=config.batching(), progress=reporter.message, metric=metric,
-                                   device=config.device)
+                                   device=config.device, label_shift=config.label_shift == "adapt")
         teacher_config = selection.config
     teacher_family = registry.get("family", teacher_config.family)
     keep_hidden = any("hidden" in registry.methods[m].requires for m in space.methods)
@@ -329,6 +339,20 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
         f"teacher {teacher.spec}: {how}; val acc {teacher.val_acc:.3f}, test acc {teacher.test_acc:.3f}{score}, "
         f"{teacher.num_params:,} parameters ({teacher.cache_path})"
     )
+    if config.label_shift == "adapt" and metric.name == "accuracy":
+        teacher, why = adapt_to_label_shift(teacher, dataset, metric)
+        if teacher.label_shift is None:
+            reporter.message(f"teacher outputs not adapted to label shift: {why}")
+        else:
+            shift = teacher.label_shift
+            metric = metric.weighted_to(shift["target_prior"])
+            teacher = replace(teacher, val_score=metric.validation(teacher.logits, d.y, d.val_mask))
+            reporter.message(
+                f"teacher outputs adapted to the class shares of the unlabelled nodes (--label-shift adapt: "
+                f"calibrated on validation, T={shift['temperature']:.2f}; estimated shares "
+                f"{' '.join(f'{v:.3f}' for v in shift['target_prior'])}): class-weighted val acc "
+                f"{teacher.val_score:.3f}, test acc {teacher.test_acc:.3f}; every "
+                f"student is distilled from these and scored by validation accuracy weighted to these shares")
 
     not_smaller = _not_smaller(architectures, registry, dataset, teacher.num_params) if space.smaller_than_teacher else []
     if not_smaller:
@@ -551,6 +575,8 @@ def run_search(config: SearchConfig, registry: Optional[Registry] = None,
             tracker.start(run_name, _parent_params(prepared), prepared.teacher, tags=search_tags(config))
             if prepared.teacher_selection is not None:
                 _log_teacher_candidates(tracker, prepared.teacher_selection)
+            if prepared.teacher.label_shift is not None:
+                _log_label_shift(tracker, prepared.teacher.label_shift)
             state = SearchState.create(prepared.cache_dir, tracker.parent_run_id, config_to_json(config))
             state.lock()
             results: list[TrialResult] = []
@@ -604,6 +630,13 @@ def _log_teacher_candidates(tracker, selection: TeacherSelection) -> None:
             tracker.log_artifact(prior)
 
 
+def _log_label_shift(tracker, label_shift: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="gkd-teachers-") as folder:
+        path = Path(folder) / "teacher_label_shift.json"
+        path.write_text(json.dumps(label_shift, indent=1))
+        tracker.log_artifact(path)
+
+
 def _parent_params(p: Prepared) -> dict[str, Any]:
     c = p.config
     return {
@@ -619,7 +652,7 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "mini_batch": c.mini_batch, "batch_size": c.batch_size, "fanout": ",".join(map(str, c.batching().fanout)),
         "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
         "metric": p.metric.name, "select": c.select, "register_model": p.registered_model_name() or "",
-        "pruner": c.pruner,
+        "pruner": c.pruner, "label_shift": c.label_shift if p.teacher.label_shift is not None else "off",
         "dataset_hash": p.dataset.content_hash(),
         "latency_on": c.latency_on, "trial_timeout": c.trial_timeout or "", "ray_address": c.ray_address or "",
         "storage_path": c.storage_path or "", "ray_nodes": _ray_nodes(c),

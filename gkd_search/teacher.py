@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__
+from .class_prior import fit_label_shift
 from .distill.loop import EpochCallback, TrainingSettings, train_model
 from .distill.minibatch import Batching, full_batch_bytes, train_minibatch
 from .errors import UsageError
@@ -128,6 +129,28 @@ def _scored(logits: torch.Tensor, hidden: list[torch.Tensor], dataset: GraphData
         val_score=metric(logits, data.y, data.val_mask), test_score=metric(logits, data.y, data.test_mask),
         metric=metric.name, cache_key=key,
     )
+
+
+def adapt_to_label_shift(teacher: TeacherOutputs, dataset: GraphDataset,
+                         metric: ScoreMetric) -> tuple[TeacherOutputs, str]:
+    """The teacher with its logits calibrated on the validation nodes and moved to the class shares
+    of the unlabelled nodes (:func:`gkd_search.class_prior.fit_label_shift`; Alexandari et al.
+    2020, Saerens et al. 2002): what every student is distilled from and the teacher is scored by.
+    The cached outputs stay as trained; ``hidden`` is unchanged.
+
+    Returns:
+        ``(adapted, "")``, or ``(teacher, why)`` unchanged where no adaptation can be fitted.
+    """
+    shift, why = fit_label_shift(teacher.logits, dataset.data, dataset.num_classes)
+    if shift is None:
+        return teacher, why
+    logits = shift.apply(teacher.logits)
+    data = dataset.data
+    record = {**shift.as_dict(), "val_acc_before": teacher.val_acc, "test_acc_before": teacher.test_acc}
+    return replace(teacher, logits=logits, label_shift=record,
+                   val_acc=accuracy(logits, data.y, data.val_mask), test_acc=accuracy(logits, data.y, data.test_mask),
+                   val_score=metric(logits, data.y, data.val_mask),
+                   test_score=metric(logits, data.y, data.test_mask)), ""
 
 
 def _outputs(model: GraphModel, dataset: GraphDataset, config: TeacherConfig, from_cache: bool,

@@ -9,10 +9,13 @@ early stopping (the teacher's own settings: up to 500 epochs, patience 100, Adam
 named ``--teacher`` would be, and cached the same way (:func:`gkd_search.teacher.get_teacher`);
 the candidate with the best validation score is the teacher (ties: fewer parameters). With the
 accuracy metric the validation accuracy is first weighted by class to the class shares of the
-unlabelled nodes, estimated from the candidates' predictions (:mod:`gkd_search.class_prior`): a
-per-class split's validation nodes are class-balanced, and plain validation accuracy would rank
-by balanced accuracy instead (macro-F1 is balanced by definition and ROC-AUC does not depend on
-the class shares, so they are used as they are). The choice
+unlabelled nodes, estimated from the candidates' calibrated predictions
+(:mod:`gkd_search.class_prior`): a per-class split's validation nodes are class-balanced, and plain
+validation accuracy would rank by balanced accuracy instead (macro-F1 is balanced by definition
+and ROC-AUC does not depend on the class shares, so they are used as they are). With label-shift
+adaptation on (``--label-shift adapt``, the default) each candidate is ranked by the weighted
+validation accuracy of its *adapted* outputs, the ones the search will distil from
+(:class:`~gkd_search.class_prior.LabelShift`). The choice
 itself is cached under ``<cache>/teachers/auto-<dataset>-<hash>.json`` (hash of the dataset's
 fingerprint, the candidate list, the seed, the batching limits, the ranking rule and the code
 version), so a second
@@ -42,19 +45,18 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .class_prior import estimate_class_prior, label_shares, prior_weighted_accuracy
+from .class_prior import fit_label_shift, label_shares, prior_weighted_accuracy, unlabelled_nodes
 from .distill.minibatch import Batching, full_batch_bytes
 from .errors import UsageError
-from .metrics import ScoreMetric, resolve_metric
+from .metrics import ScoreMetric, accuracy, resolve_metric
 from .teacher import CACHE_FORMAT, TeacherConfig, build_teacher_model, get_teacher
 from .types import GraphDataset, ModelFamily, output_widths
 
 #: the ``--teacher`` value (and the default when a dataset declares no ``default_teacher``)
 AUTO = "auto"
 #: how the candidates are ranked (part of the cache key: a new rule chooses again)
-RANKING = "class-prior-weighted validation accuracy (Saerens et al. 2002); other metrics as they are"
-#: at most this many unlabelled nodes (a seeded sample) estimate the class shares
-MAX_PRIOR_NODES = 100_000
+RANKING = ("class-prior-weighted validation accuracy (BCTS-calibrated EM, Alexandari et al. 2020, Saerens et al. "
+           "2002), of label-shift adapted outputs when adapting; other metrics as they are")
 #: deepest receptive field trained on sampled mini-batches; deeper candidates are skipped when
 #: the graph is too big for full-batch training
 MAX_SAMPLED_HOPS = 3
@@ -103,6 +105,9 @@ class CandidateResult:
     #: accuracy only: validation recall per class weighted by the estimated class shares of the
     #: unlabelled nodes (:mod:`gkd_search.class_prior`), by which the candidates are ranked
     val_acc_weighted: Optional[float] = None
+    #: accuracy only, with label-shift adaptation: the test accuracy of the adapted outputs (reported,
+    #: never used to choose)
+    test_acc_adapted: Optional[float] = None
     params: Optional[int] = None
     seconds: float = 0.0
     training_mode: str = ""
@@ -138,9 +143,10 @@ def is_auto(teacher: Optional[str]) -> bool:
 
 
 def selection_key(dataset: GraphDataset, candidates: tuple[Candidate, ...], seed: int, batching: Batching,
-                  metric: str = "accuracy") -> str:
+                  metric: str = "accuracy", label_shift: bool = True) -> str:
     payload = {
         "dataset": dataset.fingerprint(), "candidates": [c.spec for c in candidates], "seed": seed, "metric": metric,
+        "label_shift": label_shift,
         "batching": [batching.mode, batching.batch_size, list(batching.fanout), batching.max_full_batch_gb],
         "gkd_search": __version__, "format": CACHE_FORMAT, "ranking": RANKING,
     }
@@ -197,6 +203,7 @@ def select_teacher(
     progress: Callable[[str], None] = lambda text: None,
     metric: Optional[ScoreMetric] = None,
     device: str = "cpu",
+    label_shift: bool = True,
 ) -> TeacherSelection:
     """Train (or load) every candidate and return the best by validation score (module docstring).
 
@@ -205,6 +212,7 @@ def select_teacher(
         progress: receives one line per candidate.
         metric: the score the candidates are ranked by on the validation nodes (default accuracy).
         device: where the candidates train (:func:`gkd_search.teacher.get_teacher`).
+        label_shift: rank the candidates' label-shift adapted outputs (accuracy only; module docstring).
 
     Raises:
         UsageError: no candidate could be trained (every family missing, or all skipped).
@@ -212,7 +220,7 @@ def select_teacher(
     batching = batching or Batching()
     candidates = CANDIDATES if candidates is None else tuple(candidates)
     metric = metric or resolve_metric(None)
-    key = selection_key(dataset, candidates, seed, batching, metric.name)
+    key = selection_key(dataset, candidates, seed, batching, metric.name, label_shift)
     path = Path(cache_dir) / "teachers" / f"auto-{dataset.name}-{key}.json"
     cached = _read_cached(path, families) if path.is_file() else None
     if cached is not None:
@@ -249,9 +257,11 @@ def select_teacher(
     if not ranked:
         raise UsageError(f"--teacher auto: no candidate teacher could be trained on {dataset.name} "
                          f"({'; '.join(f'{r.spec}: {r.note}' for r in rows)}); give --teacher FAMILY:LAYERS:HIDDEN")
-    best, prior = choose_candidate(dataset, rows, logits, metric.name, progress)
-    score = (f"class-weighted validation accuracy ({best.val_acc_weighted:.3f}; unweighted {best.val_acc:.3f})"
-             if best.val_acc_weighted is not None else f"validation {metric.name} ({best.val_score:.3f})")
+    best, prior = choose_candidate(dataset, rows, logits, metric.name, progress, label_shift=label_shift)
+    adapted = " of its label-shift adapted outputs" if best.test_acc_adapted is not None else ""
+    score = (f"class-weighted validation accuracy{adapted} ({best.val_acc_weighted:.3f}; as trained, unweighted "
+             f"{best.val_acc:.3f})" if best.val_acc_weighted is not None else
+             f"validation {metric.name} ({best.val_score:.3f})")
     progress(f"teacher auto: selected {best.spec}, the best {score} of {len(ranked)} trained candidates")
     _write_json({"selected": best.spec, "candidates": [asdict(r) for r in rows], "class_prior": prior}, path)
     return TeacherSelection(TeacherConfig.parse(best.spec), rows, from_cache=False, cache_path=str(path),
@@ -259,7 +269,8 @@ def select_teacher(
 
 
 def choose_candidate(dataset: GraphDataset, rows: list[CandidateResult], logits: Mapping[int, Tensor], metric: str,
-                     progress: Callable[[str], None] = lambda text: None) -> tuple[CandidateResult, Optional[list[float]]]:
+                     progress: Callable[[str], None] = lambda text: None, *,
+                     label_shift: bool = True) -> tuple[CandidateResult, Optional[list[float]]]:
     """Mark and return the best of the trained ``rows``, with the class shares used (or ``None``).
 
     Args:
@@ -267,9 +278,11 @@ def choose_candidate(dataset: GraphDataset, rows: list[CandidateResult], logits:
         logits: row index -> that candidate's ``[N, C]`` logits (needed for ``accuracy``).
         metric: ``accuracy`` ranks by the class-weighted validation accuracy; the others by
             ``val_score``. Ties: fewer parameters.
+        label_shift: weigh the accuracy of each candidate's label-shift adapted logits.
     """
     ranked = [r for r in rows if r.val_score is not None]
-    prior = _weight_by_class_prior(dataset, rows, logits, progress) if metric == "accuracy" else None
+    prior = (_weight_by_class_prior(dataset, rows, logits, progress, label_shift) if metric == "accuracy"
+             else None)
     best = max(ranked, key=lambda r: (_rank_score(r), -(r.params or 0)))
     best.selected = True
     return best, prior
@@ -280,38 +293,33 @@ def _rank_score(row: CandidateResult) -> float:
 
 
 def _weight_by_class_prior(dataset: GraphDataset, rows: list[CandidateResult], logits: Mapping[int, Tensor],
-                           progress: Callable[[str], None]) -> Optional[list[float]]:
+                           progress: Callable[[str], None], adapt: bool = True) -> Optional[list[float]]:
     """Set each trained row's ``val_acc_weighted``; return the class shares used (module docstring).
 
-    The shares are the mean of the candidates' EM estimates (:func:`~gkd_search.class_prior.
-    estimate_class_prior`) on the nodes outside the training and validation sets (of the target
-    type on a heterogeneous graph): one common weighting for every candidate. ``None`` (plain
-    validation accuracy) when no node is left unlabelled."""
+    The shares are the mean of the candidates' estimates (:func:`~gkd_search.class_prior.
+    fit_label_shift`: EM on the BCTS-calibrated probabilities of the nodes outside the training and
+    validation sets, of the target type on a heterogeneous graph): one common weighting for every
+    candidate. With ``adapt`` a candidate's weighted accuracy is that of its adapted logits.
+    ``None`` (plain validation accuracy) when no candidate's shares could be estimated."""
     data = dataset.data
-    unlabelled = ~(data.train_mask | data.val_mask)
-    target = getattr(data, "target_mask", None)
-    if target is not None:
-        unlabelled &= target
-    if not logits or int(unlabelled.sum()) == 0:
-        return None
-    count = int(unlabelled.sum())
-    unlabelled = torch.nonzero(unlabelled, as_tuple=False).view(-1)
-    if count > MAX_PRIOR_NODES:  # a seeded sample estimates the shares as well, at a fraction of the memory
-        unlabelled = unlabelled[torch.randperm(count, generator=torch.Generator().manual_seed(0))[:MAX_PRIOR_NODES]]
-    num_classes = dataset.num_classes
-    train_prior = label_shares(data.y, data.train_mask, num_classes)
-    estimates = [estimate_class_prior(torch.softmax(out[unlabelled].double(), dim=-1), train_prior)
-                 for out in logits.values() if bool(torch.isfinite(out[unlabelled]).all())]
+    shifts = {index: fit_label_shift(out, data, dataset.num_classes) for index, out in logits.items()}
+    estimates = [torch.tensor(shift.target_prior, dtype=torch.float64) for shift, _ in shifts.values() if shift]
     if not estimates:
-        return None  # no candidate with finite outputs to estimate from: plain validation accuracy
+        return None  # nothing to estimate from (no unlabelled node, no finite outputs): plain validation accuracy
     prior = torch.stack(estimates).mean(dim=0)
     for index, out in logits.items():
-        rows[index].val_acc_weighted = prior_weighted_accuracy(out, data.y, data.val_mask, prior)
-    validation = label_shares(data.y, data.val_mask, num_classes)
-    sampled = f" (a sample of {len(unlabelled):,})" if count > len(unlabelled) else ""
+        shift = shifts[index][0]
+        scored = shift.apply(out) if adapt and shift is not None else out
+        rows[index].val_acc_weighted = prior_weighted_accuracy(scored, data.y, data.val_mask, prior)
+        if adapt and shift is not None:
+            rows[index].test_acc_adapted = accuracy(scored, data.y, data.test_mask)
+    validation = label_shares(data.y, data.val_mask, dataset.num_classes)
+    sampled, count = unlabelled_nodes(data)
+    sample = f" (a sample of {len(sampled):,})" if count > len(sampled) else ""
     progress(f"teacher auto: validation accuracy weighted by class to the class shares estimated on "
-             f"{count:,} unlabelled nodes{sampled} (Saerens et al. 2002): {_shares(prior)} "
-             f"(validation nodes: {_shares(validation)})")
+             f"{count:,} unlabelled nodes{sample} (Saerens et al. 2002): {_shares(prior)} "
+             f"(validation nodes: {_shares(validation)})"
+             f"{'; each candidate scored on its label-shift adapted outputs' if adapt else ''}")
     return [round(float(v), 6) for v in prior]
 
 

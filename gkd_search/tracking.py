@@ -413,6 +413,9 @@ class SearchTracker:
         metrics = {"teacher_val_acc": teacher.val_acc, "teacher_test_acc": teacher.test_acc,
                    "teacher_val_score": teacher.val_score, "teacher_test_score": teacher.test_score,
                    "teacher_params": teacher.num_params, "teacher_latency_ms_p50": self.teacher_latency_ms_p50}
+        if teacher.label_shift is not None:  # the scores above are the adapted outputs'; these, as trained
+            metrics.update(teacher_val_acc_unadapted=teacher.label_shift["val_acc_before"],
+                           teacher_test_acc_unadapted=teacher.label_shift["test_acc_before"])
         self.client.log_batch(
             self.parent_run_id,
             metrics=[Metric(k, metric_value(v), now, 0) for k, v in metrics.items() if v is not None],

@@ -322,7 +322,8 @@ class TeacherOutputs:
 
     Attributes:
         logits: ``[N, C]`` in eval mode.
-        hidden: per-layer pre-activation outputs, ``hidden[-1]`` equals ``logits``.
+        hidden: per-layer pre-activation outputs; ``hidden[-1]`` is the last layer's output, equal
+            to ``logits`` unless those were adapted to label shift (``label_shift``).
         spec: the teacher's ``FAMILY:LAYERS:HIDDEN``.
     """
 
@@ -341,6 +342,9 @@ class TeacherOutputs:
     #: the teacher cache's key (a hash of dataset, config, seed and code version), or of the
     #: ``--teacher-checkpoint`` file: the lineage of every student distilled from it
     cache_key: Optional[str] = None
+    #: the label-shift adaptation applied to ``logits`` (:meth:`gkd_search.class_prior.LabelShift.
+    #: as_dict` plus the accuracies before it, ``val_acc_before`` and ``test_acc_before``); ``None``: as trained
+    label_shift: Optional[dict] = None
 
 
 #: What a method may ask of the teacher (``DistillationMethod.requires``).

@@ -10,7 +10,14 @@ import pytest
 import torch
 from torch_geometric.data import Data
 
-from gkd_search.class_prior import estimate_class_prior, label_shares, prior_weighted_accuracy
+from gkd_search.class_prior import (
+    LabelShift,
+    estimate_class_prior,
+    fit_calibration,
+    fit_label_shift,
+    label_shares,
+    prior_weighted_accuracy,
+)
 from gkd_search.metrics import accuracy
 from gkd_search.teacher_search import CandidateResult, choose_candidate
 from gkd_search.types import GraphDataset
@@ -90,7 +97,8 @@ def test_the_candidate_right_on_the_common_class_wins_over_the_one_right_on_the_
     """A: right on every node of classes 1 and 2, wrong on a quarter of class 0 (validation
     accuracy 0.917, graph accuracy about 0.8). B: right on class 0, wrong on a quarter of classes
     1 and 2 (validation 0.833, graph about 0.95). Plain validation accuracy picks A; weighted by
-    the estimated class shares (about 0.8/0.1/0.1) B wins."""
+    the estimated class shares (about 0.8/0.1/0.1) B wins. (The outputs are scored as they are:
+    these two-valued outputs are not what a calibration is fitted to.)"""
     dataset, y = _balanced_split_graph()
     n = len(y)
     wrong_a = (y == 0) & (torch.arange(n) % 4 == 0)
@@ -105,7 +113,7 @@ def test_the_candidate_right_on_the_common_class_wins_over_the_one_right_on_the_
         row.val_acc = row.val_score = accuracy(out, y, data.val_mask)
     assert rows[0].val_acc > rows[1].val_acc  # the balanced validation set prefers A
     lines: list[str] = []
-    best, prior = choose_candidate(dataset, rows, logits, "accuracy", lines.append)
+    best, prior = choose_candidate(dataset, rows, logits, "accuracy", lines.append, label_shift=False)
     assert best.spec == "b" and best.selected and not rows[0].selected
     assert prior is not None and prior[0] > 0.7 and sum(prior) == pytest.approx(1.0)
     assert rows[1].val_acc_weighted > rows[0].val_acc_weighted
@@ -143,15 +151,163 @@ def test_a_candidate_with_non_finite_outputs_does_not_poison_the_estimate():
 
 
 def test_a_large_graph_estimates_the_shares_on_a_seeded_sample(monkeypatch):
-    import gkd_search.teacher_search as teacher_search
+    import gkd_search.class_prior as class_prior
 
     dataset, y = _balanced_split_graph()
     logits = {0: torch.log(torch.nn.functional.one_hot(y, 3).double() * 0.85 + 0.05)}
     rows = [CandidateResult("a", "a", "trained", val_acc=1.0, val_score=1.0, params=1)]
     full = choose_candidate(dataset, rows, logits, "accuracy")[1]
-    monkeypatch.setattr(teacher_search, "MAX_PRIOR_NODES", 300)
+    monkeypatch.setattr(class_prior, "MAX_PRIOR_NODES", 300)
     lines: list[str] = []
     sampled = choose_candidate(dataset, rows, logits, "accuracy", lines.append)[1]
     assert "910 unlabelled nodes (a sample of 300)" in lines[0]
     assert sampled != full and abs(sampled[0] - full[0]) < 0.1
     assert sampled == choose_candidate(dataset, rows, logits, "accuracy")[1]  # seeded: the same sample again
+
+
+def test_bcts_recovers_the_temperature_and_the_biases_labels_were_drawn_with():
+    generator = torch.Generator().manual_seed(0)
+    logits = 3.0 * torch.randn(20000, 3, generator=generator, dtype=torch.float64)
+    bias = torch.tensor([0.6, -0.4, -0.2], dtype=torch.float64)
+    labels = torch.multinomial(torch.softmax(logits / 2.0 + bias, dim=-1), 1, generator=generator).view(-1)
+    temperature, fitted = fit_calibration(logits, labels)
+    assert temperature == pytest.approx(2.0, rel=0.05)
+    # the softmax does not see a constant added to every bias: compare centred
+    assert (fitted - fitted.mean()).numpy() == pytest.approx((bias - bias.mean()).numpy(), abs=0.05)
+
+
+def test_label_shift_applies_the_calibration_and_the_prior_ratio_by_hand():
+    shift = LabelShift(2.0, (0.5, -0.5), (0.5, 0.5), (0.8, 0.2))
+    z = torch.tensor([[1.0, 3.0], [0.0, -2.0]])
+    expected = z.numpy() / 2.0 + np.array([0.5, -0.5]) + np.log(np.array([0.8, 0.2]) / 0.5)
+    adapted = shift.apply(z)
+    assert adapted.dtype == z.dtype and adapted.numpy() == pytest.approx(expected.astype(np.float32))
+    record = shift.as_dict()
+    assert record["temperature"] == 2.0 and record["target_prior"] == [0.8, 0.2] and "Alexandari" in record["method"]
+
+
+def _gaussian_graph(scale: float) -> tuple[GraphDataset, torch.Tensor, torch.Tensor]:
+    """1-D Gaussian classes drawn 70/20/10; training and validation hold 10 and 100 nodes of each
+    class. The model's logits are the log-likelihoods times ``scale`` (a balanced-prior classifier,
+    over- or under-confident); the Bayes posterior under the true shares is returned too."""
+    generator = torch.Generator().manual_seed(2)
+    true = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    y = torch.multinomial(true, 6000, replacement=True, generator=generator)
+    means = torch.tensor([-1.0, 0.0, 1.5], dtype=torch.float64)
+    x = means[y] + torch.randn(len(y), generator=generator, dtype=torch.float64)
+    log_likelihood = -0.5 * (x[:, None] - means[None, :]) ** 2
+    train = torch.zeros(len(y), dtype=torch.bool)
+    val = torch.zeros(len(y), dtype=torch.bool)
+    for k in range(3):
+        nodes = torch.nonzero(y == k).view(-1)
+        train[nodes[:10]] = True
+        val[nodes[10:110]] = True
+    data = Data(x=x[:, None].float(), edge_index=torch.zeros(2, 0, dtype=torch.long), y=y,
+                train_mask=train, val_mask=val, test_mask=~(train | val))
+    return GraphDataset("gaussian", data, 3), scale * log_likelihood, log_likelihood + torch.log(true)
+
+
+@pytest.mark.parametrize("scale", [0.4, 1.0, 3.0])
+def test_adaptation_reaches_the_bayes_accuracy_of_the_skewed_class_mix(scale):
+    """A balanced-prior classifier on a 70/20/10 graph, under-, well- or over-confident: the
+    adapted outputs predict as well as the Bayes rule under the true shares (which needs the
+    shares), clearly better than the outputs as they are, from the validation labels alone."""
+    dataset, logits, bayes = _gaussian_graph(scale)
+    data = dataset.data
+    shift, why = fit_label_shift(logits, data, 3)
+    assert shift is not None and why == ""
+    unlabelled = ~(data.train_mask | data.val_mask)
+    true = label_shares(data.y, unlabelled, 3)
+    naive = torch.softmax(logits[unlabelled], dim=-1).mean(dim=0)
+    assert float((naive - true).abs().sum()) > 0.2  # the mean prediction is far off
+    assert float((torch.tensor(shift.target_prior) - true).abs().sum()) < 0.12
+    assert shift.source_prior == pytest.approx((1 / 3, 1 / 3, 1 / 3))
+    assert shift.temperature == pytest.approx(scale, rel=0.35)
+    before, after = accuracy(logits, data.y, unlabelled), accuracy(shift.apply(logits), data.y, unlabelled)
+    optimum = accuracy(bayes, data.y, unlabelled)
+    assert after > before + 0.05
+    assert after > optimum - 0.01
+
+
+def test_no_adaptation_without_validation_nodes_of_every_class_or_with_non_finite_outputs():
+    dataset, logits, _ = _gaussian_graph(1.0)
+    data = dataset.data
+    data.val_mask = data.val_mask & (data.y != 2)
+    shift, why = fit_label_shift(logits, data, 3)
+    assert shift is None and "[2]" in why and "no validation node" in why
+    dataset, logits, _ = _gaussian_graph(1.0)
+    logits[int(torch.nonzero(~(dataset.data.train_mask | dataset.data.val_mask))[0])] = float("nan")
+    shift, why = fit_label_shift(logits, dataset.data, 3)
+    assert shift is None and "not finite" in why
+
+
+def test_candidates_are_scored_on_their_adapted_outputs():
+    """Two balanced-prior candidates on the 70/20/10 graph: one under-confident, one better
+    separated. With adaptation each is scored (and reports its test accuracy) as adapted."""
+    dataset, weak, _ = _gaussian_graph(0.4)
+    _, strong, _ = _gaussian_graph(2.0)
+    data = dataset.data
+    logits = {0: weak, 1: strong}
+    rows = [CandidateResult(spec, spec, "trained", params=10) for spec in ("weak", "strong")]
+    for row, out in zip(rows, logits.values()):
+        row.val_acc = row.val_score = accuracy(out, data.y, data.val_mask)
+    lines: list[str] = []
+    best, prior = choose_candidate(dataset, rows, logits, "accuracy", lines.append)
+    assert "label-shift adapted" in lines[0]
+    for row, out in zip(rows, logits.values()):
+        adapted = fit_label_shift(out, data, 3)[0].apply(out)
+        assert row.test_acc_adapted == pytest.approx(accuracy(adapted, data.y, data.test_mask))
+        assert row.val_acc_weighted == pytest.approx(prior_weighted_accuracy(adapted, data.y, data.val_mask,
+                                                                             torch.tensor(prior)))
+        assert row.test_acc_adapted > accuracy(out, data.y, data.test_mask)
+
+
+def test_an_unknown_label_shift_value_is_a_usage_error():
+    from gkd_search.errors import UsageError
+    from gkd_search.search import SearchConfig
+
+    with pytest.raises(UsageError, match="--label-shift 'yes' is unknown; use one of adapt, off"):
+        SearchConfig(label_shift="yes").validate()
+
+
+def test_a_weighted_accuracy_scores_validation_by_class_and_test_as_it_is():
+    from torch import nn
+
+    from gkd_search.distill.guard import chance_level
+    from gkd_search.distill.loop import BestWeights
+    from gkd_search.metrics import resolve_metric, validation_score
+
+    y = torch.tensor([0, 0, 0, 1, 1, 2])
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 1, 0, 2]), 3).float()
+    mask = torch.ones(6, dtype=torch.bool)
+    plain = resolve_metric("accuracy")
+    weighted = plain.weighted_to([0.5, 0.3, 0.2])
+    assert weighted(logits, y, mask) == plain(logits, y, mask) == pytest.approx(4 / 6)  # test scores stay plain
+    expected = 0.5 * 2 / 3 + 0.3 * 0.5 + 0.2 * 1.0
+    assert weighted.validation(logits, y, mask) == pytest.approx(expected)
+    assert validation_score(weighted)(logits, y, mask) == pytest.approx(expected)
+    assert validation_score(accuracy) is accuracy and plain.validation(logits, y, mask) == pytest.approx(4 / 6)
+    # the chance level is the best constant's weighted recall: the largest share (of the classes present)
+    assert weighted.chance_level(y, mask) == pytest.approx(0.5)
+    assert chance_level(validation_score(weighted), y, mask, 3) == pytest.approx(0.5)
+    assert weighted.chance_level(y, y < 2) == pytest.approx(0.5 / 0.8)
+    # standard error: sum_c w_c^2 r_c (1 - r_c) / n_c, recalls 2/3, 1/2, 1 on 3, 2, 1 nodes
+    se = math.sqrt(0.25 * (2 / 3) * (1 / 3) / 3 + 0.09 * 0.25 / 2)
+    assert weighted.standard_error(logits, y, mask) == pytest.approx(se)
+    # early stopping keeps the epoch with the best weighted validation score
+    data = Data(y=y, val_mask=mask)
+    best = BestWeights(nn.Linear(1, 1), patience=5, metric=weighted)
+    best.update(0, logits, data)
+    assert best.last == pytest.approx(expected)
+    with pytest.raises(ValueError, match="only accuracy"):
+        resolve_metric("macro-f1").weighted_to([0.5, 0.5])
+
+
+def test_a_search_stored_before_label_shift_existed_resumes_without_it():
+    from gkd_search.resume import config_from_json, config_to_json
+    from gkd_search.search import SearchConfig
+
+    stored = config_to_json(SearchConfig(dataset="cora"))
+    assert stored["label_shift"] == "adapt" and config_from_json(stored).label_shift == "adapt"
+    del stored["label_shift"]
+    assert config_from_json(stored).label_shift == "off"

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import gkd_search.teacher_search as teacher_search
 from gkd_search import hookimpl
@@ -133,6 +134,16 @@ def test_a_dataset_without_a_default_teacher_gets_auto(cache, first_choice, monk
     assert prepared.teacher_selection is not None and prepared.teacher_selection.from_cache
     assert prepared.teacher.spec == first.config.spec and prepared.teacher.from_cache
     assert sum("teacher candidate" in line for line in lines) == len(SMALL)
+    assert prepared.teacher.label_shift is not None  # --label-shift adapt, the default
+    assert any("teacher outputs adapted to the class shares" in line for line in lines)
+    adapted = prepared.teacher.logits
+    lines.clear()
+    config = SearchConfig(dataset="nodefault", space=str(TINY_SPACE), cache_dir=str(cache), latency_repeats=30,
+                          label_shift="off")
+    plain = prepare(config, build_registry(pm), Lines(), check_tracking=False).teacher
+    assert plain.label_shift is None and not any("adapted" in line for line in lines)
+    # the adapted logits are a new tensor; the last layer's output stays as trained
+    assert not torch.equal(adapted, prepared.teacher.hidden[-1]) and torch.equal(plain.logits, plain.hidden[-1])
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from ..errors import TrialFailed
+from ..metrics import validation_score
 
 DIVERGED, DEGENERATE = "diverged", "degenerate"
 REASONS = (DIVERGED, DEGENERATE)
@@ -186,5 +187,5 @@ def make_guard(metric: Callable[[Tensor, Tensor, Tensor], float], data, num_clas
                epochs: Optional[int] = None) -> TrainingGuard:
     """The guard of a trial on ``data`` (its ``y`` and ``val_mask``) scored by ``metric``, trained
     at learning rate ``lr`` for at most ``epochs`` (the warm-up: :func:`warmup_epochs`)."""
-    return TrainingGuard(num_classes, chance_level(metric, data.y, data.val_mask, num_classes), settings,
+    return TrainingGuard(num_classes, chance_level(validation_score(metric), data.y, data.val_mask, num_classes), settings,
                          num_val=int(data.val_mask.sum()), lr=lr, epochs=epochs)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..metrics import accuracy
+from ..metrics import accuracy, validation_score
 from ..reorder import node_order_for
 from ..types import GraphModel, ModelOutput, run_model
 from .guard import NoGuard, TrainingGuard
@@ -94,7 +94,7 @@ def predict(model: GraphModel, data, chunk_size: Optional[int] = None) -> ModelO
 def evaluate(model: GraphModel, data, metric: Metric = accuracy, chunk_size: Optional[int] = None) -> tuple[float, float]:
     """``(val, test)`` of ``metric`` for ``model`` on ``data`` in eval mode."""
     logits = predict(model, data, chunk_size).logits
-    return metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask)
+    return validation_score(metric)(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask)
 
 
 class BestWeights:
@@ -102,7 +102,7 @@ class BestWeights:
     an undefined score, NaN, counts as the worst)."""
 
     def __init__(self, model: nn.Module, patience: int, metric: Metric = accuracy) -> None:
-        self.model, self.patience, self.metric = model, patience, metric
+        self.model, self.patience, self.metric = model, patience, validation_score(metric)
         self.score, self.loss, self.epoch = -math.inf, math.inf, 0
         self.last = math.nan  # the latest epoch's score
         self.state = copy.deepcopy(model.state_dict())
@@ -173,5 +173,5 @@ def train_model(
     seconds = time.perf_counter() - start
     best.restore()
     logits = predict(model, data).logits
-    return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
+    return TrainOutcome(validation_score(metric)(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
                         best.epoch, epoch, seconds, logits, stopped)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..errors import UsageError
 from ..graph_ops import NeighbourhoodIndex, fanouts_for
+from ..metrics import validation_score
 from ..types import GraphModel, ModelOutput, run_model
 from .guard import NoGuard, TrainingGuard
 from .loop import BestWeights, EpochCallback, Metric, TrainingSettings, TrainOutcome, accuracy, make_optimizer, predict
@@ -158,5 +159,5 @@ def train_minibatch(
     seconds = time.perf_counter() - start
     best.restore()
     logits = predict(model, data, chunk).logits
-    return TrainOutcome(metric(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
+    return TrainOutcome(validation_score(metric)(logits, data.y, data.val_mask), metric(logits, data.y, data.test_mask),
                         best.epoch, epoch, seconds, logits, stopped)

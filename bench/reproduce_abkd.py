@@ -468,6 +468,7 @@ def render(report: dict[str, Any]) -> str:
                          f"{ref.get('student_params', ''):,} | **{c['ratio']:.1f}x** | {ref.get('ratio', '')}x |"
                          if ref else f"| {ds} | {c['teacher_params']:,} | {c['student_params']:,} | | {c['ratio']:.1f}x | |")
         lines.append("")
+    lines += pooled_tables(rows)
     keys = sorted({(s["dataset"], s["split"], s["split_index"], s["dropout"]) for s in summary},
                   key=lambda k: (k[1] != "full", k[0], -1 if k[2] is None else k[2], k[3]))
     for ds, split, index, dropout in keys:
@@ -504,6 +505,57 @@ def render(report: dict[str, Any]) -> str:
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def pooled_tables(rows: list[dict[str, Any]]) -> list[str]:
+    """One table per dataset and student dropout run on two or more Geom-GCN splits: every method's
+    test accuracy over all (split, seed) runs, and its gain over ``none`` paired by split and seed
+    (the same teacher and initial weights), with two standard errors of those differences."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["split"] == "full" and r["status"] == "ok" and r["test_acc"] is not None:
+            groups.setdefault((r["dataset"], r["student_dropout"]), []).append(r)
+    lines: list[str] = []
+    order = {r.label: i for i, r in enumerate(ROWS)}
+    for (ds, dropout), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        splits = sorted({r["split_index"] for r in recs})
+        if len(splits) < 2:
+            continue
+        paper = PAPER.get(ds, {})
+        teachers = {r["split_index"]: 100 * r["teacher_test_acc"] for r in recs}
+        by_method: dict[str, dict[tuple, float]] = {}
+        for r in recs:
+            by_method.setdefault(r["method"], {})[(r["split_index"], r["seed"])] = 100 * r["test_acc"]
+        base = by_method.get("none", {})
+        paper_none = paper.get("none", (None, None))[0]
+        t = list(teachers.values())
+        lines += [f"### {ds}, Geom-GCN splits {', '.join(map(str, splits))} pooled, student dropout {dropout:g}", "",
+                  f"Teachers' test accuracy over the {len(splits)} splits: **{statistics.fmean(t):.2f} ± "
+                  f"{statistics.stdev(t):.2f}**" + (f" (paper {paper['teacher']:.2f})" if paper else "")
+                  + ". Every run of every split below, pooled; `ours - none` is paired by split and seed, "
+                  "± two standard errors of those differences.", "",
+                  "| method | ours (mean ± std, %) | runs | ours - none | paper | paper - none | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for method in sorted(by_method, key=lambda m: order.get(m, 99)):
+            accs = list(by_method[method].values())
+            diffs = [v - base[k] for k, v in by_method[method].items() if k in base]
+            gain = statistics.fmean(diffs) if diffs else None
+            two_se = 2 * statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else None
+            ref = paper.get(method)
+            paper_gain = ref[0] - paper_none if ref and paper_none is not None else None
+            if method == "none" or gain is None:
+                verdict = "the baseline" if method == "none" else ""
+            elif abs(gain) <= max(two_se or 0.0, 1.0):
+                verdict = "no measurable effect"
+            else:
+                verdict = "helps" if gain > 0 else "hurts"
+            shown_gain = "" if gain is None else f"{gain:+.2f}" + (
+                f" ± {two_se:.2f}" if two_se is not None and method != "none" else "")
+            lines.append(f"| {method} | {_fmt(statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else None)} "
+                         f"| {len(accs)} | {shown_gain} | {_fmt(*ref) if ref else ''} | "
+                         f"{'' if paper_gain is None else f'{paper_gain:+.2f}'} | {verdict} |")
+        lines.append("")
+    return lines
 
 
 def write_doc(report: dict[str, Any]) -> None:

@@ -163,3 +163,30 @@ def test_the_generated_reproduction_tables_are_the_committed_results(script, res
     assert block in doc, f"docs/reproduction.md is stale: run `python bench/{script}.py --render`"
     assert block.count("\n|") > 2  # a table, not empty markers
     sys.modules.pop(script, None)
+
+
+def test_the_pooled_geom_gcn_table_pairs_runs_by_split_and_seed(monkeypatch):
+    import importlib
+    import statistics
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = importlib.import_module("reproduce_abkd")
+
+    def row(split, seed, method, acc):
+        return {"dataset": "cora", "split": "full", "split_index": split, "seed": seed, "method": method,
+                "status": "ok", "test_acc": acc, "teacher_test_acc": 0.86 + 0.02 * split, "student_dropout": 0.0}
+
+    base = {(0, 0): 0.80, (0, 1): 0.78, (1, 0): 0.84, (1, 1): 0.82}
+    gcrd = {(0, 0): 0.83, (0, 1): 0.82, (1, 0): 0.85, (1, 1): 0.86}
+    rows = [row(k[0], k[1], "none", v) for k, v in base.items()] + [row(k[0], k[1], "gcrd", v) for k, v in gcrd.items()]
+    rows.append(row(1, 2, "gcrd", 0.90))  # no `none` run to pair with: counted in the mean, not in the gain
+    lines = module.pooled_tables(rows)
+    assert lines[0] == "### cora, Geom-GCN splits 0, 1 pooled, student dropout 0"
+    diffs = [100 * (gcrd[k] - base[k]) for k in base]
+    gain, two_se = statistics.fmean(diffs), 2 * statistics.stdev(diffs) / 2
+    line = next(text for text in lines if text.startswith("| gcrd |"))
+    assert f"| 5 | {gain:+.2f} ± {two_se:.2f} |" in line and line.endswith("| helps |")
+    assert "**87.00 ± 1.41**" in lines[2]
+    assert module.pooled_tables([r for r in rows if r["split_index"] == 0]) == []  # one split: nothing pooled
+    sys.modules.pop("reproduce_abkd", None)

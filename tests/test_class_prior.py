@@ -82,15 +82,20 @@ def _balanced_split_graph() -> tuple[GraphDataset, torch.Tensor]:
     counts = [800, 100, 100]
     y = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])
     y = y[torch.randperm(len(y), generator=generator)]
-    train = torch.zeros(len(y), dtype=torch.bool)
-    val = torch.zeros(len(y), dtype=torch.bool)
-    for k in range(3):
+    return GraphDataset("skewed", _per_class_split(torch.zeros(len(y), 1), y, 10, 20), 3), y
+
+
+def _per_class_split(x: torch.Tensor, y: torch.Tensor, train: int, val: int) -> Data:
+    """A graph without edges whose first ``train`` and next ``val`` nodes of each class are the
+    training and validation nodes; the rest are test nodes."""
+    train_mask = torch.zeros(len(y), dtype=torch.bool)
+    val_mask = torch.zeros(len(y), dtype=torch.bool)
+    for k in range(int(y.max()) + 1):
         nodes = torch.nonzero(y == k).view(-1)
-        train[nodes[:10]] = True
-        val[nodes[10:30]] = True
-    data = Data(x=torch.zeros(len(y), 1), edge_index=torch.zeros(2, 0, dtype=torch.long), y=y,
-                train_mask=train, val_mask=val, test_mask=~(train | val))
-    return GraphDataset("skewed", data, 3), y
+        train_mask[nodes[:train]] = True
+        val_mask[nodes[train:train + val]] = True
+    return Data(x=x, edge_index=torch.zeros(2, 0, dtype=torch.long), y=y, train_mask=train_mask,
+                val_mask=val_mask, test_mask=~(train_mask | val_mask))
 
 
 def test_the_candidate_right_on_the_common_class_wins_over_the_one_right_on_the_rare_ones():
@@ -196,14 +201,7 @@ def _gaussian_graph(scale: float) -> tuple[GraphDataset, torch.Tensor, torch.Ten
     means = torch.tensor([-1.0, 0.0, 1.5], dtype=torch.float64)
     x = means[y] + torch.randn(len(y), generator=generator, dtype=torch.float64)
     log_likelihood = -0.5 * (x[:, None] - means[None, :]) ** 2
-    train = torch.zeros(len(y), dtype=torch.bool)
-    val = torch.zeros(len(y), dtype=torch.bool)
-    for k in range(3):
-        nodes = torch.nonzero(y == k).view(-1)
-        train[nodes[:10]] = True
-        val[nodes[10:110]] = True
-    data = Data(x=x[:, None].float(), edge_index=torch.zeros(2, 0, dtype=torch.long), y=y,
-                train_mask=train, val_mask=val, test_mask=~(train | val))
+    data = _per_class_split(x[:, None].float(), y, 10, 100)
     return GraphDataset("gaussian", data, 3), scale * log_likelihood, log_likelihood + torch.log(true)
 
 

@@ -58,6 +58,9 @@ def check_storage_path(storage_path: str) -> None:
         if not Path(storage_path).expanduser().is_absolute():
             raise UsageError(f"--storage-path {storage_path!r} must be an absolute folder (shared by every node) "
                              "or a URI such as s3://bucket/path")
+        from .loading import check_writable_folder
+
+        check_writable_folder(storage_path, "--storage-path")
         return
     import pyarrow.fs
 

@@ -22,10 +22,24 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "gkd-search").expanduser()
 
 
+def check_writable_folder(path: str | Path, option: str) -> None:
+    """Create the folder ``path`` if it is missing (nothing else is written) and raise a
+    :class:`UsageError` naming ``option`` unless this process can write in it."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {str(path)!r} cannot be created ({exc.strerror or exc}); "
+                         "give a folder you can write") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {str(path)!r} is not writable; give a folder you can write")
+
+
 def parse_dataset(text: str) -> tuple[str, dict[str, str]]:
     """``synthetic:nodes=1000,edges=5000`` -> ``("synthetic", {"nodes": "1000", ...})``; a path to
-    an existing ``.pt`` or ``.npz`` file -> ``("file", {"path": text})``."""
-    if Path(text).suffix.lower() in GRAPH_FILE_SUFFIXES and Path(text).expanduser().is_file():
+    an existing ``.pt`` or ``.npz`` file, or one without ``:`` (so a missing file is named as
+    missing, not as an unknown dataset) -> ``("file", {"path": text})``."""
+    if Path(text).suffix.lower() in GRAPH_FILE_SUFFIXES and (":" not in text or Path(text).expanduser().is_file()):
         return "file", {"path": text}
     name, _, rest = text.partition(":")
     options: dict[str, str] = {}

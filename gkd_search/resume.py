@@ -24,6 +24,7 @@ import shlex
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlparse
 
 from .errors import UsageError
 from .journal import SearchState
@@ -130,14 +131,17 @@ def load_resume_point(run_id: str, tracking_uri: Optional[str], cache_dir: Optio
 
 def check_no_resumable_twin(uri: str, experiment: str, config, cache_dir: Path) -> None:
     """A new search with the same options (:func:`options_hash`) as one that is still running,
-    or was interrupted and can be resumed from this cache, is a one-line error naming it."""
+    or was interrupted and can be resumed from this cache, is a one-line error naming it; an
+    http(s) store that does not answer is a :class:`~gkd_search.tracking.TrackingError` at once."""
     from mlflow.tracking import MlflowClient
 
     from .search import default_cache_dir
-    from .tracking import _sqlite_path
+    from .tracking import _sqlite_path, check_tracking_uri
 
     if not (Path(cache_dir) / "searches").is_dir():
         return  # nothing could be resumed from this cache
+    if urlparse(uri).scheme in ("http", "https"):
+        check_tracking_uri(uri, open_it=False)  # a server that does not answer: its one line, not MLflow's retries
     db = _sqlite_path(uri)
     if db is not None and not db.is_file():
         return  # a new store: no twin, and nothing is created before the options are checked

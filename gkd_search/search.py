@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -36,7 +37,7 @@ from .latency import (
     measure_all,
     write_latency_table,
 )
-from .loading import default_cache_dir, parse_dataset, typed_dataset_options
+from .loading import CACHE_ENV, check_writable_folder, default_cache_dir, parse_dataset, typed_dataset_options
 from .metrics import ScoreMetric, resolve_metric
 from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
 from .pruning import check_pruner
@@ -125,15 +126,26 @@ class SearchConfig:
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for a value no search can run with."""
-        if not self.budget_ms > 0:
+        if not (math.isfinite(self.budget_ms) and self.budget_ms > 0):
             raise UsageError(f"--budget-ms must be a positive number of milliseconds, got {self.budget_ms:g}")
+        if not 0 <= self.seed < 2**32:
+            raise UsageError(f"--seed must be between 0 and 2**32 - 1 (NumPy's and PyTorch's seed range), got {self.seed}")
         if self.trials < 1:
             raise UsageError(f"--trials must be at least 1, got {self.trials}")
+        for option, names in (("--families", self.families), ("--methods", self.methods)):
+            if names is not None and not names:
+                raise UsageError(f"{option} names nothing; give a comma-separated list or leave {option} out "
+                                 "for the space's")
+        if not self.experiment.strip():
+            raise UsageError("--experiment must be a non-empty MLflow experiment name, e.g. gkd-search")
+        check_writable_folder(self.cache_dir if self.cache_dir else default_cache_dir(),
+                              "--cache-dir" if self.cache_dir else f"the cache folder (${CACHE_ENV})")
         if self.epochs is not None and self.epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {self.epochs}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise UsageError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
-        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+        if not (math.isfinite(self.cpus_per_trial) and self.cpus_per_trial > 0) or not (
+                math.isfinite(self.gpus_per_trial) and self.gpus_per_trial >= 0):
             raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise UsageError(f"--device must be cpu or cuda[:N], got {self.device!r}")
@@ -145,7 +157,7 @@ class SearchConfig:
             if self.latency_on != "worker":
                 raise UsageError(f"--device {self.device}: this machine has no CUDA device to time latency on; "
                                  "add --latency-on worker to time it on the cluster's GPU nodes")
-        if self.trial_timeout is not None and not self.trial_timeout > 0:
+        if self.trial_timeout is not None and not (math.isfinite(self.trial_timeout) and self.trial_timeout > 0):
             raise UsageError(f"--trial-timeout must be a positive number of seconds, got {self.trial_timeout:g}")
         if self.ray_address is not None or self.storage_path is not None:
             from .cluster import check_storage_path, split_address

@@ -74,7 +74,7 @@ def test_unknown_teacher_family(sandbox, capsys):
     assert_clean_failure(code, out, err, "unknown family 'transformer'", sandbox=sandbox)
 
 
-@pytest.mark.parametrize("budget", ["0", "-5"])
+@pytest.mark.parametrize("budget", ["0", "-5", "inf", "nan"])
 def test_budget_must_be_positive(sandbox, capsys, budget):
     code, out, err = run_cli([f"--budget-ms={budget}"], capsys)
     assert_clean_failure(code, out, err, "--budget-ms must be a positive", sandbox=sandbox)
@@ -132,6 +132,53 @@ def test_unreachable_tracking_server_is_checked_before_training(sandbox, capsys)
     assert not (sandbox / "mlruns").exists()
 
 
+def test_unreachable_tracking_server_after_an_earlier_search_fails_at_once(sandbox, capsys):
+    """With an earlier search in the cache, the check for a resumable twin queries the store;
+    an unreachable server is named first instead of waiting out MLflow's HTTP retries."""
+    (sandbox / "cache" / "searches").mkdir(parents=True)
+    code, out, err = run_cli(["--tracking-uri", "http://127.0.0.1:9"], capsys)
+    assert_clean_failure(code, out, err, "cannot reach the MLflow tracking server at http://127.0.0.1:9", sandbox=sandbox)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_out_of_range(sandbox, capsys, seed):
+    code, out, err = run_cli(["--seed", seed], capsys)
+    assert_clean_failure(code, out, err, "--seed must be between 0 and 2**32 - 1", f"got {seed}", sandbox=sandbox)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--cpus-per-trial", "nan"], "--cpus-per-trial must be > 0"),
+    (["--gpus-per-trial", "inf"], "--gpus-per-trial >= 0"),
+    (["--trial-timeout", "inf"], "--trial-timeout must be a positive number of seconds, got inf"),
+])
+def test_non_finite_numbers_are_rejected(sandbox, capsys, args, fragment):
+    code, out, err = run_cli(args, capsys)
+    assert_clean_failure(code, out, err, fragment, sandbox=sandbox)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--families="], "--families names nothing"),
+    (["--methods", ","], "--methods names nothing"),
+    (["--experiment", " "], "--experiment must be a non-empty MLflow experiment name"),
+])
+def test_empty_names_are_rejected(sandbox, capsys, args, fragment):
+    code, out, err = run_cli(args, capsys)
+    assert_clean_failure(code, out, err, fragment, sandbox=sandbox)
+
+
+@pytest.mark.parametrize("option", ["--cache-dir", "--storage-path"])
+def test_a_folder_that_cannot_be_created_is_named(sandbox, capsys, option):
+    blocker = sandbox / "a-file"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli([option, str(blocker / "cache")], capsys)
+    assert_clean_failure(code, out, err, f"{option} '{blocker / 'cache'}' cannot be created", sandbox=sandbox)
+
+
+def test_a_missing_graph_file_is_named_as_missing(sandbox, capsys):
+    code, out, err = run_cli(["--dataset", "./mygraph.npz"], capsys)
+    assert_clean_failure(code, out, err, "mygraph.npz: no such file", sandbox=sandbox)
+
+
 def test_unusable_tracking_uri_scheme(sandbox, capsys):
     code, out, err = run_cli(["--tracking-uri", "ftp://example.invalid/store"], capsys)
     assert_clean_failure(code, out, err, "unsupported tracking URI", sandbox=sandbox)
@@ -167,6 +214,7 @@ def test_console_script_exit_code_and_single_line(tmp_path):
     (["--fanout", "ten"], "--fanout 'ten'"),
     (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     (["--max-full-batch-gb", "-1"], "--max-full-batch-gb must be positive"),
+    (["--max-full-batch-gb", "nan"], "--max-full-batch-gb must be positive, got nan"),
     (["--inference-chunk", "0"], "--inference-chunk must be at least 1"),
     (["--dataset", "cora:normalize_features=maybe"], "normalize_features='maybe' is not true or false"),
     (["--dataset", "synthetic-hetero:papers=10"], "synthetic-hetero"),

@@ -55,7 +55,7 @@ class Batching:
             raise UsageError(f"--mini-batch {self.mode!r}: use one of {', '.join(MODES)}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.max_full_batch_gb <= 0:
+        if not self.max_full_batch_gb > 0:  # NaN too; inf: never mini-batch
             raise UsageError(f"--max-full-batch-gb must be positive, got {self.max_full_batch_gb:g}")
         if self.inference_chunk < 1:
             raise UsageError(f"--inference-chunk must be at least 1, got {self.inference_chunk}")

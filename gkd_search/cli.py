@@ -35,6 +35,24 @@ def _csv(text: str) -> list[str]:
     return [item.strip().lower() for item in text.split(",") if item.strip()]
 
 
+#: the installed distributions ``--version`` names besides gkd-search (what a bug report needs)
+VERSION_DEPENDENCIES = ("torch", "torch_geometric", "ray", "optuna", "mlflow")
+
+
+def version_text() -> str:
+    """``gkd-search 0.1.0 (torch 2.13.0, torch_geometric 2.7.0, ...)``, from the installed
+    distributions' metadata (nothing heavy is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"gkd-search {installed('gkd-search')} ({', '.join(f'{d} {installed(d)}' for d in VERSION_DEPENDENCIES)})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gkd-search",
@@ -42,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "'gkd-search plugins' lists methods, families, losses and datasets.",
         formatter_class=_HelpFormatter,
     )
+    p.add_argument("--version", action="version", version=version_text(),
+                   help="print the versions of gkd-search and of the libraries it runs on, and exit")
     g = p.add_argument_group("search")
     g.add_argument("--dataset", default="cora", help="dataset name, e.g. cora, pubmed, photo, synthetic:nodes=5000,edges=20000")
     g.add_argument("--data-root", default=None, help="read-only folder with DATASET/raw/ files (default: $GKD_DATA; else download)")

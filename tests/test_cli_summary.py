@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from importlib.metadata import version
+
+import pytest
 
 from gkd_search.cli import ConsoleReporter, print_summary
 from gkd_search.types import SearchSummary, TeacherOutputs, TrialResult, TrialSpec
@@ -50,3 +53,15 @@ def test_summary_names_the_rule_the_best_scoring_trial_speedup_and_the_registere
     assert "Best-scoring trial (b): gcn-2L-128 softkd: val 0.828, test 0.829" in text
     assert "  b gcn-2L-128" in text and "teacher gcn:2:256: val 0.800 test 0.815, p50 0.90 ms" in text
     assert "registered as models:/gkd-cora/3; serve it with: mlflow models serve -m models:/gkd-cora/3" in text
+
+
+def test_version_names_gkd_search_and_the_libraries_it_runs_on(capsys):
+    from gkd_search.cli import VERSION_DEPENDENCIES, main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
+    assert text.startswith(f"gkd-search {version('gkd-search')} (")
+    for name in VERSION_DEPENDENCIES:
+        assert f"{name} {version(name)}" in text

@@ -56,9 +56,18 @@ ALLOCATORS = {"default": {}, "keep-heap": {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM
               "mallopt": {"GKD_BENCH_MALLOPT": "1"}}
 
 
-def arxiv_spec(scale: float) -> str:
+#: the synthetic graphs' node orders (``synthetic:order=``): ids at random, or class by class
+ORDERS = ("random", "community")
+
+
+def arxiv_spec(scale: float, order: str = "random") -> str:
     return (f"synthetic:nodes={int(ARXIV_NODES * scale)},edges={int(ARXIV_EDGES * scale)},"
-            "features=128,classes=40")
+            "features=128,classes=40" + ("" if order == "random" else f",order={order}"))
+
+
+def order_of(graph: dict[str, Any]) -> str:
+    """The node order of a result's synthetic graph (``random`` when its spec names none)."""
+    return next((o for o in ORDERS if f"order={o}" in graph["dataset"]), "random")
 
 
 def step_seconds(model, data, steps: int, order=None) -> float:
@@ -161,21 +170,32 @@ def render(report: dict[str, Any]) -> str:
                          f"{r['before_ms'] / r['after_ms']:.2f}x | {rcm} |")
     notes = []
     arxiv = [g for g in report["graphs"] if g["dataset"].startswith("synthetic")]
-    by_alloc = {(g["nodes"], g.get("allocator", "default")): g for g in arxiv}
+    ordered = {(g["nodes"], g.get("allocator", "default"), order_of(g)): g for g in arxiv}
+    by_alloc = {(n, a): g for (n, a, o), g in ordered.items() if o == "random"}
     sizes = sorted({g["nodes"] for g in arxiv})
-    for allocator in ALLOCATORS:
-        graphs = [by_alloc[(n, allocator)] for n in sizes if (n, allocator) in by_alloc]
-        if len(graphs) < 2:
-            continue
-        small, large = graphs[0], graphs[-1]
-        edge_growth = large["edges"] / small["edges"]
-        for r_small, r_large in zip(small["rows"], large["rows"]):
-            growth_before = r_large["before_ms"] / r_small["before_ms"]
-            growth_after = r_large["after_ms"] / r_small["after_ms"]
-            notes.append(f"- {allocator} allocator, {r_large['family']}: from {small['nodes']:,} to "
-                         f"{large['nodes']:,} nodes the edges grow {edge_growth:.2f}x, the step {growth_before:.2f}x "
-                         f"with the edge-list path and {growth_after:.2f}x with CSR (no faster than the edges: "
-                         f"{'met' if growth_after <= edge_growth * 1.05 else 'NOT met'}).")
+    for order in ORDERS:
+        for allocator in ALLOCATORS:
+            graphs = [ordered[(n, allocator, order)] for n in sizes if (n, allocator, order) in ordered]
+            if len(graphs) < 2:
+                continue
+            small, large = graphs[0], graphs[-1]
+            edge_growth = large["edges"] / small["edges"]
+            for r_small, r_large in zip(small["rows"], large["rows"]):
+                growth_before = r_large["before_ms"] / r_small["before_ms"]
+                growth_after = r_large["after_ms"] / r_small["after_ms"]
+                notes.append(f"- {order} node order, {allocator} allocator, {r_large['family']}: from {small['nodes']:,} "
+                             f"to {large['nodes']:,} nodes the edges grow {edge_growth:.2f}x, the step "
+                             f"{growth_before:.2f}x with the edge-list path and {growth_after:.2f}x with CSR (no faster "
+                             f"than the edges: {'met' if growth_after <= edge_growth * 1.05 else 'NOT met'}).")
+    for nodes in sizes:
+        for allocator in ALLOCATORS:
+            random_, community = by_alloc.get((nodes, allocator)), ordered.get((nodes, allocator, "community"))
+            if random_ is None or community is None:
+                continue
+            gains = [r["after_ms"] / c["after_ms"] for r, c in zip(random_["rows"], community["rows"])]
+            notes.append(f"- community order at {nodes:,} nodes ({allocator} allocator): the CSR step "
+                         f"{', '.join(f'{x:.2f}x' for x in gains)} faster than in random order "
+                         f"({', '.join(r['family'] for r in random_['rows'])}).")
     # before issue 14: edge-list, default allocator; after: CSR with the trial workers' allocator
     largest = sizes[-1] if sizes else None
     before = by_alloc.get((largest, "default"))
@@ -189,10 +209,11 @@ def render(report: dict[str, Any]) -> str:
                          f"allocator), {a['after_ms']:.0f} ms after (CSR, {allocator} allocator): {speedup:.2f}x "
                          f"(target >= 2x: {'met' if speedup >= 2 else 'NOT met'}).")
         break
-    for g in sorted(arxiv, key=lambda g: (g.get("allocator", "default"), g["nodes"])):
+    for g in sorted(arxiv, key=lambda g: (order_of(g), g.get("allocator", "default"), g["nodes"])):
         gains = [r["after_ms"] / r["reordered_ms"] for r in g["rows"] if "reordered_ms" in r]
         if gains:
-            notes.append(f"- RCM order at {g['nodes']:,} nodes ({g.get('allocator', 'default')} allocator): the CSR step "
+            notes.append(f"- RCM order at {g['nodes']:,} nodes ({order_of(g)} graph, {g.get('allocator', 'default')} "
+                         "allocator): the CSR step "
                          f"{', '.join(f'{x:.2f}x' for x in gains)} faster ({', '.join(r['family'] for r in g['rows'])}).")
     for nodes in sizes:
         base = by_alloc.get((nodes, "default"))
@@ -219,6 +240,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--allocators", default="default,keep-heap",
                         help=f"for the arxiv part, among {', '.join(ALLOCATORS)}")
     parser.add_argument("--scales", default=",".join(map(str, ARXIV_SCALES)), help="arxiv sizes (fractions)")
+    parser.add_argument("--orders", default="random",
+                        help="node orders of the arxiv-sized graphs: random (ids at random), community (class by class)")
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--families", help=argparse.SUPPRESS)
@@ -236,9 +259,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.part in ("datasets", "all"):
             graphs += [run_worker(d, FAMILIES, args.steps, args, "default") for d in args.datasets.split(",")]
         if args.part in ("arxiv", "all"):
-            for allocator in args.allocators.split(","):
-                graphs += [run_worker(arxiv_spec(float(s)), ARXIV_FAMILIES, args.steps, args, allocator)
-                           for s in args.scales.split(",")]
+            for order in args.orders.split(","):
+                for allocator in args.allocators.split(","):
+                    graphs += [run_worker(arxiv_spec(float(s), order), ARXIV_FAMILIES, args.steps, args, allocator)
+                               for s in args.scales.split(",")]
         # a partial run replaces its own (graph, allocator) entries of the results and keeps the others
         old = json.loads(RESULTS.read_text())["graphs"] if RESULTS.is_file() else []
         fresh = {(g["dataset"], g["allocator"]) for g in graphs}

@@ -189,16 +189,34 @@ def test_synthetic_string_options(gkd_registry, tmp_path):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"colour": "red"}, "synthetic: unknown option 'colour' (known: nodes, edges, features, classes, homophily)"),
+        ({"colour": "red"}, "synthetic: unknown option 'colour' (known: nodes, edges, features, classes, homophily, order)"),
         ({"nodes": "many"}, "synthetic: option values must be numbers"),
         ({"classes": 1}, "classes >= 2"),
         ({"homophily": 1.5}, "0 <= homophily <= 1"),
         ({"nodes": 100, "classes": 4}, "synthetic: nodes=100 is too few for 4 classes; use at least 240"),
+        ({"order": "metis"}, "synthetic: order='metis' is not one of random, community"),
     ],
 )
 def test_synthetic_bad_options(gkd_registry, tmp_path, options, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         synthetic(gkd_registry, tmp_path, **options)
+
+
+def test_synthetic_community_order_is_the_same_graph_numbered_class_by_class():
+    """``order=community`` renumbers the ``random`` graph: the same features, labels and edges
+    under one permutation, with each class's nodes a contiguous block of ids."""
+    from gkd_search.datasets.synthetic import make_synthetic_graph
+
+    a = make_synthetic_graph(500, 3000, 6, 4, seed=2)
+    b = make_synthetic_graph(500, 3000, 6, 4, seed=2, order="community")
+    assert torch.equal(b.y, torch.sort(b.y).values)  # class blocks
+    by_class = torch.argsort(a.y, stable=True)  # b's node i is a's node by_class[i]
+    assert torch.equal(b.x, a.x[by_class]) and torch.equal(b.y, a.y[by_class])
+    edges = lambda ei: set(map(tuple, ei.t().tolist()))  # noqa: E731
+    assert edges(by_class[b.edge_index]) == edges(a.edge_index)  # b's edges, numbered back, are a's
+    same_class = b.y[b.edge_index[0]] == b.y[b.edge_index[1]]
+    assert same_class.float().mean() > 0.7  # homophily 0.8: most edges stay inside one block
+    assert (b.edge_index[0] - b.edge_index[1])[same_class].abs().max() < int(torch.bincount(b.y).max())
 
 
 def test_fingerprint_changes_with_content(gkd_registry, tmp_path):

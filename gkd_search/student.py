@@ -197,6 +197,9 @@ def load_student(source: str | Path, *, tracking_uri: Optional[str] = None, regi
     if not (path / CONFIG_FILE).is_file():
         if path.exists():
             raise UsageError(f"{path} has no {CONFIG_FILE}: not a saved student")
+        if isinstance(source, Path) or "/" in str(source) or str(source).startswith((".", "~")):
+            raise UsageError(f"{source}: no such folder; give a folder with {CONFIG_FILE} and {WEIGHTS_FILE}, an MLflow "
+                             "run id or a model URI (models:/NAME/VERSION)")
         path = _download_from_run(str(source), tracking_uri)
     config = json.loads((path / CONFIG_FILE).read_text())
     spec = TrialSpec(**config["spec"])

@@ -169,3 +169,14 @@ def test_saved_student_reloads_to_same_accuracy(gkd_registry, small_synthetic, s
     fresh = gkd_registry.get("family", "gat").build(16, 3, 2, 16, heads=2)
     saved = torch.load(save_dir / "weights.pt", weights_only=True)
     assert any(not torch.equal(saved[k], v) for k, v in fresh.state_dict().items())
+
+
+@pytest.mark.parametrize("source", ["./no-such-student", "runs-of/mine", "~/no-such-student"])
+def test_a_missing_student_folder_is_named_as_missing(tmp_path, monkeypatch, source):
+    from gkd_search.errors import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="no such folder; give a folder with config.json and weights.pt"):
+        load_student(source)
+    with pytest.raises(UsageError, match="no such folder"):
+        load_student(tmp_path / "absent")

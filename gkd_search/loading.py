@@ -23,16 +23,17 @@ def default_cache_dir() -> Path:
 
 
 def check_writable_folder(path: str | Path, option: str) -> None:
-    """Create the folder ``path`` if it is missing (nothing else is written) and raise a
-    :class:`UsageError` naming ``option`` unless this process can write in it."""
-    folder = Path(path).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{option} {str(path)!r} cannot be created ({exc.strerror or exc}); "
-                         "give a folder you can write") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {str(path)!r} is not writable; give a folder you can write")
+    """Raise a :class:`UsageError` naming ``option`` unless ``path`` is a folder this process can
+    write, or one it can create (its nearest existing parent is a writable folder). Creates
+    nothing: a search that fails on its options leaves no folder behind."""
+    folder = Path(path).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{option} {str(path)!r} cannot be created: {existing} is not a folder; "
+                         "give a folder you can write")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == folder else f"cannot be created: {existing} is not writable"
+        raise UsageError(f"{option} {str(path)!r} {what}; give a folder you can write")
 
 
 def parse_dataset(text: str) -> tuple[str, dict[str, str]]:

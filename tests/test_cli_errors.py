@@ -150,18 +150,11 @@ def test_seed_out_of_range(sandbox, capsys, seed):
     (["--cpus-per-trial", "nan"], "--cpus-per-trial must be > 0"),
     (["--gpus-per-trial", "inf"], "--gpus-per-trial >= 0"),
     (["--trial-timeout", "inf"], "--trial-timeout must be a positive number of seconds, got inf"),
-])
-def test_non_finite_numbers_are_rejected(sandbox, capsys, args, fragment):
-    code, out, err = run_cli(args, capsys)
-    assert_clean_failure(code, out, err, fragment, sandbox=sandbox)
-
-
-@pytest.mark.parametrize("args, fragment", [
     (["--families="], "--families names nothing"),
     (["--methods", ","], "--methods names nothing"),
     (["--experiment", " "], "--experiment must be a non-empty MLflow experiment name"),
 ])
-def test_empty_names_are_rejected(sandbox, capsys, args, fragment):
+def test_non_finite_numbers_and_empty_names_are_rejected(sandbox, capsys, args, fragment):
     code, out, err = run_cli(args, capsys)
     assert_clean_failure(code, out, err, fragment, sandbox=sandbox)
 

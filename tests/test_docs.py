@@ -190,3 +190,24 @@ def test_the_pooled_geom_gcn_table_pairs_runs_by_split_and_seed(monkeypatch):
     assert "**87.00 ± 1.41**" in lines[2]
     assert module.pooled_tables([r for r in rows if r["split_index"] == 0]) == []  # one split: nothing pooled
     sys.modules.pop("reproduce_abkd", None)
+
+
+def test_latency_drift_separates_the_host_from_the_model(monkeypatch):
+    # the host slows every model down together in round 2: each p50 moves 2x, their ratio does not
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = importlib.import_module("latency_drift")
+    rounds = [{"at_s": 0, "p50_ms": {"a": 1.0, "b": 2.0}}, {"at_s": 4, "p50_ms": {"a": 2.0, "b": 4.1}},
+              {"at_s": 8, "p50_ms": {"a": 1.0, "b": 2.1}}]
+    report = {"dataset": "cora", "seconds": 10, "interval": 4, "architectures": ["a", "b"], "rounds": rounds,
+              "date": "2026-12-01T10:00:00", "machine": {"cpu": "cpu", "cores": 2},
+              "protocol": {"name": "request", "batch": 1, "warmup": 10, "repeats": 50, "threads": 1}}
+    text = module.render(report)
+    assert "| a | 1.000 / 1.000 / 2.000 | 2.00 | 67% | (reference) | - |" in text
+    assert "| b | 2.000 / 2.100 / 4.100 | 2.05 | 67% | 2.00 / 2.05 / 2.10 | 100% |" in text
+    committed = module.render(__import__("json").loads((ROOT / "bench" / "results" / "latency_drift.json").read_text()))
+    assert committed in (ROOT / "docs" / "benchmarks.md").read_text(), \
+        "docs/benchmarks.md is stale: run `python bench/latency_drift.py --render`"
+    sys.modules.pop("latency_drift", None)

@@ -23,7 +23,8 @@ Usage::
     python bench/propagation.py --render          # rewrite the docs section from the results
 
 Writes ``bench/results/propagation.json`` and the section of ``docs/benchmarks.md`` between its
-markers.
+markers. The sizes run one after the other here, so their ratio carries the host's drift;
+``bench/propagation_growth.py`` times them side by side for the growth question.
 """
 
 from __future__ import annotations

@@ -211,3 +211,25 @@ def test_latency_drift_separates_the_host_from_the_model(monkeypatch):
     assert committed in (ROOT / "docs" / "benchmarks.md").read_text(), \
         "docs/benchmarks.md is stale: run `python bench/latency_drift.py --render`"
     sys.modules.pop("latency_drift", None)
+
+
+def test_propagation_growth_is_taken_per_round(monkeypatch):
+    # round 2 runs on a host twice as slow: per-round growth stays 4x, a ratio of medians would not
+    import importlib
+    import json
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = importlib.import_module("propagation_growth")
+    order = {"order": "random", "nodes": {"0.25": 10, "1.0": 40}, "edges": {"0.25": 100, "1.0": 400},
+             "step_ms": {"gcn-2L-64": {"0.25": [10.0, 20.0, 10.0], "1.0": [40.0, 80.0, 44.0]}}}
+    report = {"date": "2026-12-01T10:00:00", "machine": {"cpu": "cpu", "cores": 2}, "rounds": 3,
+              "scales": [0.25, 1.0], "orders": [order]}
+    text = module.render(report)
+    assert "| random | gcn-2L-64 | 10 / 44 | 4.00x | 4.00x (4.00-4.40) | met |" in text
+    assert "- 1 of 1 (order, family) pairs grow no faster than the edges" in text
+    committed = module.render(json.loads((ROOT / "bench" / "results" / "propagation_growth.json").read_text()))
+    assert committed in (ROOT / "docs" / "benchmarks.md").read_text(), \
+        "docs/benchmarks.md is stale: run `python bench/propagation_growth.py --render`"
+    sys.modules.pop("propagation_growth", None)
+    sys.modules.pop("propagation", None)

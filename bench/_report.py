@@ -47,3 +47,23 @@ def stamp() -> dict:
     import time
 
     return {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": {"cpu": cpu_model(), "cores": cores()}}
+
+
+def add_data_arguments(parser, root: Path) -> None:
+    """``--data-root`` ($GKD_DATA, else ``shared/data`` beside the repository) and ``--cache-dir``
+    ($GKD_CACHE, else ``~/.cache/gkd-search``), as every script that loads a dataset takes them."""
+    parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(root.parent / "shared" / "data")))
+    parser.add_argument("--cache-dir", default=os.environ.get("GKD_CACHE") or str(Path.home() / ".cache" / "gkd-search"))
+
+
+def publish(report: dict, results: Path, doc: Path, marker: str, heading: str, render, *, save: bool = True) -> str:
+    """Write ``report`` to ``results`` (unless ``save`` is false: a ``--render`` run), its
+    rendering to the ``marker`` section of ``doc``, and print it; returns the rendering."""
+    import json
+
+    if save:
+        results.write_text(json.dumps(report, indent=1) + "\n")
+    text = render(report)
+    write_section(doc, marker, text, heading)
+    print(text)
+    return text

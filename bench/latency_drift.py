@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _report import stamp, write_section  # noqa: E402
+from _report import add_data_arguments, publish, stamp  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_drift.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -132,8 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="keys of the default space; the first is the reference of the ratio column")
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--interval", type=float, default=4.0)
-    parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(ROOT.parent / "shared" / "data")))
-    parser.add_argument("--cache-dir", default=os.environ.get("GKD_CACHE") or str(Path.home() / ".cache" / "gkd-search"))
+    add_data_arguments(parser, ROOT)
     parser.add_argument("--render", action="store_true", help="only rewrite the docs section from the results")
     args = parser.parse_args(argv)
     if args.render:
@@ -141,10 +139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     else:
         report = measure(args.dataset, args.data_root, args.cache_dir, args.architectures.split(","),
                          args.seconds, args.interval)
-        RESULTS.write_text(json.dumps(report, indent=1) + "\n")
-    text = render(report)
-    write_section(DOCS, MARKER, text, "Latency drift: the same model, the same process, over minutes")
-    print(text)
+    publish(report, RESULTS, DOCS, MARKER, "Latency drift: the same model, the same process, over minutes", render,
+            save=not args.render)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -31,7 +30,7 @@ from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from _report import stamp, write_section  # noqa: E402
+from _report import add_data_arguments, publish, stamp  # noqa: E402
 from propagation import ARXIV_FAMILIES, ARXIV_SCALES, ORDERS, arxiv_spec  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "propagation_growth.json"
@@ -110,8 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--orders", default=",".join(ORDERS))
     parser.add_argument("--scales", default=",".join(map(str, ARXIV_SCALES)))
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(ROOT.parent / "shared" / "data")))
-    parser.add_argument("--cache-dir", default=os.environ.get("GKD_CACHE") or str(Path.home() / ".cache" / "gkd-search"))
+    add_data_arguments(parser, ROOT)
     parser.add_argument("--render", action="store_true", help="only rewrite the docs section from the results")
     args = parser.parse_args(argv)
     if args.render:
@@ -126,10 +124,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         scales = [float(s) for s in args.scales.split(",")]
         orders = [measure_order(o, scales, args.rounds, args.data_root, args.cache_dir) for o in args.orders.split(",")]
         report = {**stamp(), "rounds": args.rounds, "scales": scales, "orders": orders}
-        RESULTS.write_text(json.dumps(report, indent=1) + "\n")
-    text = render(report)
-    write_section(DOCS, MARKER, text, "Propagation growth, sizes side by side")
-    print(text)
+    publish(report, RESULTS, DOCS, MARKER, "Propagation growth, sizes side by side", render, save=not args.render)
     return 0
 
 

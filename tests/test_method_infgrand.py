@@ -204,6 +204,25 @@ def test_options_change_what_they_should():
     assert value(high, tau=1.0, **{"lambda": 0.0}) != pytest.approx(value(high, tau=3.0, **{"lambda": 0.0}))
 
 
+def test_teacher_nodes_self_distils_each_node_from_its_own_teacher_output(gkd_registry):
+    method = gkd_registry.get("method", "infgrand")
+    influence = np_influence(X, EDGES)
+    _, out, b = batch()
+    own = method.build_loss({**PARAMS, "teacher_nodes": "self"}, context())
+    # the reference loop with no edge but each node's self-loop: KL(p_t(v_i) || p_s(v_i)), weighted
+    # by v_i's own influence and averaged over the nodes
+    assert own(out, b).item() == pytest.approx(loop_loss(S, T, Y, TRAIN, influence, [], PARAMS), rel=1e-5)
+    neighbours = method.build_loss({**PARAMS, "teacher_nodes": "neighbours"}, context())
+    assert neighbours(out, b).item() == pytest.approx(loop_loss(S, T, Y, TRAIN, influence, EDGES, PARAMS), rel=1e-5)
+    assert own(out, b).item() != pytest.approx(neighbours(out, b).item(), rel=1e-3)
+    # the student's propagated input does not depend on the option
+    x = torch.tensor(X)
+    assert torch.equal(method.student_features(x, edge_index(), {**PARAMS, "teacher_nodes": "self"}),
+                       method.student_features(x, edge_index(), PARAMS))
+    with pytest.raises(ValueError, match="teacher_nodes 'both' is unknown"):
+        method.build_loss({**PARAMS, "teacher_nodes": "both"}, context())
+
+
 def test_backward_reaches_the_student(gkd_registry):
     loss = gkd_registry.get("method", "infgrand").build_loss(PARAMS, context())
     student = torch.nn.Linear(3, 3)
@@ -226,7 +245,9 @@ def test_method_metadata(gkd_registry):
     assert "2601.08033" in method.paper
     assert method.requires == frozenset({"logits"})
     assert method.combines_with_softkd is False
-    assert set(method.hyperparameters) == {"lambda", "tau", "gamma1", "gamma2", "delta1", "delta2", "hops"}
+    assert set(method.hyperparameters) == {"lambda", "tau", "gamma1", "gamma2", "delta1", "delta2", "hops",
+                                           "teacher_nodes"}
+    assert method.hyperparameters["teacher_nodes"].default == "neighbours"  # the paper's Eq. 8
     assert method.accepts(gkd_registry.families["mlp"])
     assert not any(method.accepts(gkd_registry.families[f]) for f in ("gcn", "sage", "gat"))
 

@@ -299,13 +299,16 @@ class ReportToDriver(tune.Callback):
 def _failure_of(trial) -> tuple[str, str]:
     """``(failure, one line)`` for a Ray trial that errored: ``worker_died`` when its process
     died (killed, out of memory, its node lost), else ``exception``."""
-    error = None
-    with contextlib.suppress(Exception):
-        error = trial.get_pickled_error()
-    text = ""
+    error = _local_pickled_error(trial)
     if error is None:
         with contextlib.suppress(Exception):
-            text = trial.get_error() or ""
+            error = trial.get_pickled_error()
+    text = ""
+    if error is None:
+        text = _local_error_text(trial)
+        if not text:
+            with contextlib.suppress(Exception):
+                text = trial.get_error() or ""
     else:
         text = f"{type(error).__name__}: {error}"
     names = {cls.__name__ for cls in type(error).__mro__} if error is not None else set()
@@ -313,6 +316,30 @@ def _failure_of(trial) -> tuple[str, str]:
     lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
     summary = lines[0] if died and lines else (lines[-1] if lines else "the trial's Ray worker raised")
     return ("worker_died" if died else "exception"), summary
+
+
+def _local_pickled_error(trial) -> Optional[BaseException]:
+    """The error Ray's ``Trial.handle_error`` has just written to the trial's *local* folder.
+
+    ``Trial.get_pickled_error`` reads the copy in the run's storage, which newer Ray (2.60) syncs
+    there only after ``on_trial_error`` has run: read then, it finds nothing. The file is Ray's own
+    (written by this process for this trial), read as Ray reads it."""
+    with contextlib.suppress(Exception):
+        path = trial.pickled_error_file
+        if path and Path(path).is_file():
+            import cloudpickle
+
+            return cloudpickle.loads(Path(path).read_bytes())
+    return None
+
+
+def _local_error_text(trial) -> str:
+    """The text trace Ray wrote to the trial's local error file (empty if none)."""
+    with contextlib.suppress(Exception):
+        path = trial.error_file
+        if path and Path(path).is_file():
+            return Path(path).read_text(errors="replace")
+    return ""
 
 
 def pruned_result(trial_id: str, spec: TrialSpec, last: dict) -> TrialResult:

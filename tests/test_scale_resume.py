@@ -71,11 +71,11 @@ def journal_events(workdir: Path, run_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def wait(predicate, timeout: float, what: str):
+def wait(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.time() + timeout
     while not predicate():
         assert time.time() < deadline, what
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +92,15 @@ def killed_and_resumed(tmp_path_factory):
             break
     assert run_id, "".join(lines)
 
-    def third_started():
-        return sum(e["event"] == "started" for e in journal_events(workdir, run_id)) >= 3
+    def third_running():
+        """The third trial has started and not finished: the kill lands mid-trial. Polled often, as
+        a trial of this tiny search takes well under a second on a fast machine."""
+        events = journal_events(workdir, run_id)
+        done = {e["result"]["trial_id"] for e in events if e["event"] == "finished"}
+        started = [e["trial_id"] for e in events if e["event"] == "started"]
+        return len(started) >= 3 and started[2] not in done
 
-    wait(third_started, 300, "the third trial never started")
+    wait(third_running, 300, "the third trial was never seen running", interval=0.01)
     a.send_signal(signal.SIGKILL)
     a.wait(timeout=60)
     events = journal_events(workdir, run_id)

@@ -12,7 +12,7 @@ narrow or replace it with the same vocabulary in YAML:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Union
 
 from .errors import SpaceError
@@ -78,9 +78,15 @@ class IntRange:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a fixed list of values (numbers, strings or booleans)."""
+    """One of a fixed list of values (numbers, strings or booleans).
+
+    ``closed``: a declared hyperparameter accepts no value beyond these (InfGraND's
+    ``teacher_nodes``), so a space file may list only them; open (the default) where another value
+    can make sense (``hops`` 5, a plugin's structural loss for STRIDE's ``structure``).
+    """
 
     choices: tuple[Any, ...]
+    closed: bool = field(default=False, compare=False)
 
     def validate(self, where: str) -> None:
         if not self.choices:
@@ -168,6 +174,11 @@ def check_param_type(param: Any, declared: Param, where: str) -> None:
         raise SpaceError(f"{where}: this hyperparameter is an integer; add 'type: int' to the range")
     if isinstance(declared, Fixed):
         _check_fixed_option(param, declared, where)
+    if isinstance(declared, Choice) and declared.closed:
+        values = param.choices if isinstance(param, Choice) else (getattr(param, "value", param),)
+        for value in values:
+            if value not in declared.choices:
+                raise SpaceError(f"{where}: {value!r} is not one of {', '.join(map(repr, declared.choices))}")
 
 
 def _same_kind(value: Any, default: Any) -> bool:

@@ -396,6 +396,7 @@ def test_sgc_needs_no_width_and_a_space_teacher_must_be_text(tmp_path, gkd_regis
     ("abkd: {node_sample: many}", "methods.abkd.node_sample: 'many' is not an integer (the default is 0)"),
     ("abkd: {last_layer_only: 1}", "methods.abkd.last_layer_only: 1 is not a boolean (the default is False)"),
     ("abkd: {distance: {low: 1, high: 2}}", "methods.abkd.distance: this option takes one value or a list of values"),
+    ("infgrand: {teacher_nodes: both}", "methods.infgrand.teacher_nodes: 'both' is not one of 'neighbours', 'self'"),
 ])
 def test_method_options_are_checked_when_the_space_loads(tmp_path, gkd_registry, body, message):
     """A bad value for a method's fixed option stops the search at load time with the file and
@@ -410,10 +411,12 @@ def test_method_options_accept_listed_values(tmp_path, gkd_registry):
     path = tmp_path / "s.yaml"
     path.write_text("families:\n  gcn: {num_layers: [2], hidden_channels: [8]}\nmethods:\n"
                     "  abkd: {distance: cosine, last_layer_only: [false, true], node_sample: 0}\n"
-                    "  stride: {variant: [e-stride, s-stride], node_sample: {low: 64, high: 256, type: int}}\n")
+                    "  stride: {variant: [e-stride, s-stride], node_sample: {low: 64, high: 256, type: int}}\n"
+                    "  infgrand: {teacher_nodes: self}\n")
     space = load_space(str(path), gkd_registry.families, gkd_registry.methods)
     assert space.methods["abkd"]["distance"] == Fixed("cosine")
     assert space.methods["stride"]["variant"] == Choice(("e-stride", "s-stride"))
+    assert space.methods["infgrand"]["teacher_nodes"] == Fixed("self")
 
 
 def test_stride_structure_must_name_a_registered_structural_loss(tmp_path, gkd_registry):

@@ -240,7 +240,7 @@ class InfGraND(DistillationMethod):
         #: whose soft labels a node learns from: ``neighbours`` (Eq. 8: every node of ``N(v_i)`` and
         #: ``v_i`` itself, the paper's and the authors' code) or ``self`` (``v_i``'s own teacher output
         #: only, as GLNN pairs them; our ablation, module docstring)
-        "teacher_nodes": Choice(("neighbours", "self")),
+        "teacher_nodes": Choice(("neighbours", "self"), closed=True),
     }
 
     def student_features(self, x: Tensor, edge_index: Tensor, params: Mapping[str, Any],

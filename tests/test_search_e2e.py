@@ -299,7 +299,10 @@ def test_mlflow_models_serve_answers_with_the_students_predictions(workdir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    # mlflow execs `uvicorn` by name: put this interpreter's scripts first on PATH, so the test also
+    # runs from an environment that is not activated (`.venv/bin/python -m pytest`)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": path}
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/gkd-cora/2", "--env-manager", "local",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

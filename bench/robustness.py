@@ -31,7 +31,8 @@ and the robustness section of ``docs/benchmarks.md``.
 
 Labels (:data:`LABELS`): ``before`` is the code before issue 16's fixes (a70d36b), ``after`` with
 them (ae96cb5), ``warm-up`` after the guard's warm-up became a budget of optimiser movement and
-patience stopped ending trials still at chance (``docs/methods.md``, "When a trial is stopped").
+patience stopped ending trials still at chance (``docs/methods.md``, "When a trial is stopped"),
+``appnp-teacher`` after the Planetoid graphs' default teacher became APPNP-2x256 (cd44965).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:robustness:start -->", "<!-- bench:robustness:end -->"
-LABELS = ("before", "after", "warm-up")
+LABELS = ("before", "after", "warm-up", "appnp-teacher")
 DATASETS = ("cora", "pubmed", "photo")
 SEEDS = (0, 1, 2)
 MAJORITY_MARGIN = 0.05

@@ -34,6 +34,30 @@ def check_split(data):
 
 
 @needs_cora
+def test_planetoid_default_teacher_is_appnp_with_the_replaced_gcns_parameters(gkd_registry, tmp_path):
+    """The Planetoid default (docs/teachers.md) is APPNP-2x256 with the paper's K, alpha and weight
+    decay, and has exactly the parameters of the GCN-2x256 it replaced, so compression figures
+    against either teacher compare."""
+    from gkd_search.teacher import TeacherConfig, build_teacher_model
+
+    spec = gkd_registry.get("dataset", "cora")
+    assert all(gkd_registry.get("dataset", name).default_teacher == spec.default_teacher
+               for name in ("citeseer", "pubmed"))
+    dataset = spec.load(SHARED_DATA, tmp_path, seed=0)
+    appnp = TeacherConfig.parse(spec.default_teacher)
+    assert (appnp.family, appnp.num_layers, appnp.hidden_channels) == ("appnp", 2, 256)
+    assert int(appnp.family_params["K"]) == 10 and float(appnp.family_params["alpha"]) == 0.1
+    assert appnp.weight_decay == 0.005
+    gcn = TeacherConfig.parse("gcn:2:256:dropout=0.8:weight_decay=0.001")
+
+    def count(config):
+        model = build_teacher_model(config, gkd_registry.get("family", config.family), dataset)
+        return sum(p.numel() for p in model.parameters())
+
+    assert count(appnp) == count(gcn) == 368_903
+
+
+@needs_cora
 def test_cora_public_split_and_root_untouched(gkd_registry, tmp_path):
     before = tree(SHARED_DATA)
     ds = gkd_registry.get("dataset", "cora").load(SHARED_DATA, tmp_path, seed=0)

@@ -185,6 +185,8 @@ def worker_sequential(params: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     study = optuna.create_study(directions=["maximize", "minimize"],
                                 sampler=optuna.samplers.TPESampler(seed=params["seed"], n_startup_trials=n_startup))
+    for start_params in prepared.start_params:  # the space's start points first, as the search runs them
+        study.enqueue_trial(start_params)
     for index in range(params["trials"]):
         trial = study.ask()
         spec = prepared.suggest(trial)

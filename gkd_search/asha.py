@@ -57,7 +57,10 @@ class LatencyBracketASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if result.get("gkd_status") != "running":  # the final report: nothing left to decide
             return self.CONTINUE
-        return self._scheduler_for(trial).on_trial_result(tune_controller, trial, result)
+        decision = self._scheduler_for(trial).on_trial_result(tune_controller, trial, result)
+        # a space's start point (start_points.py) sets the bar at each rung but is never stopped:
+        # the students a space asks for first, such as GLNN's MLPs, often learn slowly at first
+        return self.CONTINUE if trial.config.get("gkd_start_point") else decision
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         scheduler = self._of_trial.pop(trial.trial_id, None)

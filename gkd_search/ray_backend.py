@@ -87,7 +87,18 @@ class GkdOptunaSearch(OptunaSearch):
             rerun_of = ot_trial.user_attrs.get("rerun_of")  # enqueued by settle_study
             if rerun_of:
                 config["gkd_rerun_of"] = rerun_of
+            if ot_trial.user_attrs.get("start_point"):  # enqueued by start_with: never pruned (asha.py)
+                config["gkd_start_point"] = True
         return config
+
+    def start_with(self, points: Sequence[Mapping[str, Any]]) -> int:
+        """Enqueue the space's start points (:mod:`gkd_search.start_points`) as the study's first
+        trials, unless the study already has trials (a resumed search ran them); returns how many."""
+        if not points or self._ot_study.get_trials(deepcopy=False):
+            return 0
+        for params in points:
+            self._ot_study.enqueue_trial(dict(params), user_attrs={"start_point": True}, skip_if_exists=True)
+        return len(points)
 
     def on_trial_complete(self, trial_id: str, result: Optional[dict] = None, error: bool = False) -> None:
         status = (result or {}).get("gkd_status")
@@ -117,7 +128,9 @@ def make_searcher(prepared, storage: Optional[str] = None, sampler_seed: Optiona
     kwargs: dict[str, Any] = {}
     if storage:
         kwargs = dict(storage=optuna.storages.RDBStorage(storage), study_name=STUDY_NAME)
-    return GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler, **kwargs)
+    searcher = GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler, **kwargs)
+    searcher.start_with(getattr(prepared, "start_params", ()))
+    return searcher
 
 
 def optuna_state(result: TrialResult) -> tuple[TrialState, Optional[list[float]]]:
@@ -146,7 +159,10 @@ def settle_study(storage: str, finished: Mapping[str, TrialResult]) -> int:
             rdb.set_trial_state_values(frozen._trial_id, state, values)
             continue
         rdb.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-        study.enqueue_trial(frozen.params, user_attrs={"rerun_of": frozen.user_attrs.get("ray_trial_id", "")})
+        again_attrs = {"rerun_of": frozen.user_attrs.get("ray_trial_id", "")}
+        if frozen.user_attrs.get("start_point"):  # a start point runs again as one
+            again_attrs["start_point"] = True
+        study.enqueue_trial(frozen.params, user_attrs=again_attrs)
         again += 1
     return again
 

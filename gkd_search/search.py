@@ -43,6 +43,7 @@ from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
 from .pruning import check_pruner
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
+from .start_points import resolve_start_points
 from .teacher import TeacherConfig, adapt_to_label_shift, get_teacher, read_checkpoint_config
 from .teacher_search import AUTO, RANKING, TeacherSelection, is_auto, select_teacher
 from .trial import TrialContext
@@ -247,6 +248,8 @@ class Prepared:
     hardware: str = ""
     #: the candidates of ``--teacher auto`` (None when the teacher was given)
     teacher_selection: Optional[TeacherSelection] = None
+    #: the Optuna parameters of the space's start points the search runs first (start_points.py)
+    start_params: list[dict[str, Any]] = field(default_factory=list)
 
     def context(self) -> TrialContext:
         return TrialContext(
@@ -429,9 +432,14 @@ def prepare(config: SearchConfig, registry: Optional[Registry] = None, reporter:
             f"has p50 {latency[fastest.key].p50_ms:.3f} ms; raise the budget or add smaller architectures"
         )
     chance = metric.chance_level(dataset.data.y, dataset.data.val_mask)
+    start_params, started, skipped = resolve_start_points(space, feasible, registry.families, registry.methods)
+    if started or skipped:
+        reporter.message(f"starting with the space's start points: {', '.join(started) or 'none'}"
+                         + (f"; skipped, not among what this search can draw (budget, --families, --methods): "
+                            f"{', '.join(skipped)}" if skipped else ""))
     return Prepared(config, registry, space, dataset, teacher, teacher_latency, protocol, architectures, latency,
                     feasible, tracking_uri, cache_dir, timings, metric, chance, not_smaller, hardware,
-                    teacher_selection=selection)
+                    teacher_selection=selection, start_params=start_params)
 
 
 def _latency_on_workers(jobs, dataset: GraphDataset, protocol: LatencyProtocol, cache_dir: Path,

@@ -63,7 +63,8 @@ TRAINING_OPTIONAL: dict[str, Param] = {
     #: limit, as a paper's protocol does; only a non-finite loss still stops it
     "guard": Fixed(True),
 }
-TOP_LEVEL_KEYS = ("description", "teacher", "students_smaller_than_teacher", "families", "methods", "training")
+TOP_LEVEL_KEYS = ("description", "teacher", "students_smaller_than_teacher", "families", "methods", "training",
+                  "start_with")
 ARCH_KEYS = ("num_layers", "hidden_channels")
 
 
@@ -103,6 +104,8 @@ class SearchSpace:
     teacher: Optional[str] = None
     #: leave out architectures with at least as many parameters as the teacher (they are no students)
     smaller_than_teacher: bool = False
+    #: trials to run first (``start_with:``, :mod:`gkd_search.start_points`)
+    start_with: tuple = ()
 
     def architectures(self, families: Mapping[str, ModelFamily]) -> list[Architecture]:
         """Every distinct architecture of the space (a 1-layer model, or a family without a hidden
@@ -209,6 +212,11 @@ def load_space(
         training[key] = param
     if epochs is not None:
         training["epochs"] = Fixed(int(epochs))
+    from .start_points import parse_start_points  # imports this module
+
+    start_with = parse_start_points(raw.get("start_with"), str(path),
+                                    SearchSpace(str(path), dict(family_spaces), dict(method_spaces), training),
+                                    families, methods)
 
     if only_families:
         for name in only_families:
@@ -240,7 +248,7 @@ def load_space(
     if not isinstance(smaller, bool):
         raise SpaceError(f"{path}: students_smaller_than_teacher: expected true or false, got {smaller!r}")
     result = SearchSpace(str(path), family_spaces, method_spaces, training, teacher=teacher,
-                         smaller_than_teacher=smaller)
+                         smaller_than_teacher=smaller, start_with=start_with)
     usable = {n: fs for n, fs in family_spaces.items() if result.methods_for(families[n], methods)}
     if not usable:
         raise SpaceError(

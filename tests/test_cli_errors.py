@@ -104,6 +104,11 @@ def test_trials_at_least_one(sandbox, capsys, trials):
         ),
         pytest.param("familes:\n  gcn: {num_layers: [2], hidden_channels: [16]}\n", ["unknown key 'familes'"],
                      id="unknown-top-level-key"),
+        pytest.param(
+            "families:\n  gcn: {num_layers: [2], hidden_channels: [16]}\nmethods:\n  none: {}\n"
+            "start_with:\n  - {family: gcn, num_layers: 3, hidden_channels: 16, method: none}\n",
+            ["start_with[0]: gcn-3L-16 is not an architecture of this space"], id="start-point-not-in-space",
+        ),
     ],
 )
 def test_bad_space_file_names_file_and_key(sandbox, capsys, content, fragments):

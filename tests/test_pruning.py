@@ -111,6 +111,35 @@ def test_asha_compares_trials_within_their_latency_bracket_only():
     assert "bracket 0" in scheduler.debug_string() and "bracket 3" in scheduler.debug_string()
 
 
+def test_a_start_point_sets_the_bar_at_each_rung_but_is_never_stopped():
+    key = architecture_key("mlp", 2, 128, {})
+    scheduler = make_scheduler("asha", {key: 3}, 200)
+    good, start_point, weak = _trial("mlp", 2, 128), _trial("mlp", 2, 128), _trial("mlp", 2, 128)
+    start_point.config["gkd_start_point"] = True  # GkdOptunaSearch.suggest marks the space's start points
+    for t in (good, start_point, weak):
+        scheduler.on_trial_add(None, t)
+    assert scheduler.on_trial_result(None, good, _report(10, 0.8)) == TrialScheduler.CONTINUE
+    # below the cutoff, where any other trial is stopped
+    assert scheduler.on_trial_result(None, start_point, _report(10, 0.3)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, weak, _report(10, 0.3)) == TrialScheduler.STOP
+    # and its reports count: at the next rung a trial below it is stopped
+    late = _trial("mlp", 2, 128)
+    scheduler.on_trial_add(None, late)
+    assert scheduler.on_trial_result(None, start_point, _report(30, 0.9)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, late, _report(10, 0.85)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, late, _report(30, 0.5)) == TrialScheduler.STOP
+
+
+def test_the_searcher_marks_its_start_points_in_their_config():
+    searcher = GkdOptunaSearch(space=_one_param, metric=METRICS, mode=MODES,
+                               sampler=optuna.samplers.RandomSampler(seed=0))
+    searcher.set_search_properties(None, None, {})
+    assert searcher.start_with([{"x": 0.25}]) == 1
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert first.get("gkd_start_point") is True and "gkd_start_point" not in second
+    assert searcher._ot_study.trials[0].params == {"x": 0.25}
+
+
 def _one_param(trial):
     trial.suggest_float("x", 0.0, 1.0)
     return None

@@ -123,16 +123,22 @@ def test_settle_study_tells_finished_trials_and_enqueues_the_ones_that_were_runn
 
     url = f"sqlite:///{tmp_path}/study.db"
     study = optuna.create_study(study_name=STUDY_NAME, storage=url, directions=["maximize", "minimize"])
-    for ray_id in ("done-before", "done-unsaid", "was-running"):
+    for ray_id in ("done-before", "done-unsaid", "was-running", "start-point-running"):
         trial = study.ask()
         trial.suggest_float("lr", 0.001, 0.1)
         trial.set_user_attr("ray_trial_id", ray_id)
+        if ray_id == "start-point-running":
+            trial.set_user_attr("start_point", True)
         if ray_id == "done-before":
             study.tell(trial, [0.7, 1.0])
     finished = {"done-before": _result("done-before"), "done-unsaid": _result("done-unsaid")}
-    assert settle_study(url, finished) == 1
-    trials = {t.user_attrs.get("ray_trial_id", "enqueued"): t
+    assert settle_study(url, finished) == 2
+    trials = {t.user_attrs.get("ray_trial_id") or f"again-{t.user_attrs['rerun_of']}": t
               for t in optuna.load_study(study_name=STUDY_NAME, storage=url).trials}
+    trials["enqueued"] = trials.pop("again-was-running")
+    # a space's start point runs again as a start point (never pruned, asha.py)
+    assert trials["again-start-point-running"].user_attrs["start_point"] is True
+    assert "start_point" not in trials["enqueued"].user_attrs
     assert trials["done-unsaid"].state == TrialState.COMPLETE and trials["done-unsaid"].values == [0.8, 0.5]
     assert trials["was-running"].state == TrialState.FAIL
     assert trials["enqueued"].state == TrialState.WAITING

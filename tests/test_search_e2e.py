@@ -101,6 +101,22 @@ def test_cli_prints_progress_front_and_mlflow_command(searches):
         assert "Successfully registered" not in proc.stderr + proc.stdout
 
 
+def test_each_search_runs_the_spaces_start_point(client, searches):
+    """tiny.yaml's ``start_with`` pins tau 2.0 and lr 0.01, values TPE does not draw exactly from
+    its ranges: one trial of each search has them."""
+    for proc in searches:
+        assert "starting with the space's start points: gcn-2L-16 softkd" in proc.stdout
+    parents, _, _ = parents_and_children(client)
+    runs = all_runs(client)
+    for parent in parents[:2]:
+        pinned = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+                  and r.data.params["method"] == "softkd" and float(r.data.params["tau"]) == 2.0
+                  and float(r.data.params["lr"]) == 0.01]
+        assert len(pinned) == 1
+        assert (pinned[0].data.params["family"], pinned[0].data.params["num_layers"],
+                pinned[0].data.params["hidden_channels"]) == ("gcn", "2", "16")
+
+
 def test_parent_run_has_every_documented_name(client, tmp_path):
     parents, parent, _ = parents_and_children(client)
     assert len(parents) == 2

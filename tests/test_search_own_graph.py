@@ -103,7 +103,12 @@ def test_an_imbalanced_binary_graph_is_scored_and_selected_by_roc_auc(roc_search
     best = max(ok, key=lambda r: r.data.metrics["val_score"])
     assert selected.data.metrics["val_score"] >= (best.data.metrics["val_score"]
                                                   - parent.data.metrics["select_tolerance"] - 2e-6)
-    assert parent.data.metrics["select_tolerance"] > 0  # the bootstrap standard error
+    # the tolerance is the best trial's bootstrap standard error over the validation nodes: zero
+    # only at a perfect score (every resample ranks all positives first), positive below it
+    assert parent.data.metrics["select_tolerance"] == best.data.metrics["val_score_se"]
+    imperfect = [r for r in ok if r.data.metrics["val_score"] < 1.0]
+    assert imperfect and all(0.0 < r.data.metrics["val_score_se"] < 0.1 for r in imperfect)
+    assert all(r.data.metrics["val_score_se"] == 0.0 for r in ok if r.data.metrics["val_score"] == 1.0)
     # the logged scores are the ROC-AUC of the saved student's predictions
     spec = gkd_search.registry.build_registry().get("dataset", "file")
     dataset = spec.load(None, workdir / "cache" / "datasets", 0, path=str(workdir / "fraud.npz"), split="random")

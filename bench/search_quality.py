@@ -142,7 +142,7 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 def render(rows: list[dict[str, Any]]) -> str:
     lines = ["`python bench/search_quality.py` "
              f"({rows[0]['date'][:10] if rows else '-'}, {cpu_model()}, {cores()} cores; raw rows in "
-             "`bench/results/search_quality.jsonl`). Each cell: mean over the sampler seeds, with its "
+             f"`{RESULTS.resolve().relative_to(ROOT)}`). Each cell: mean over the sampler seeds, with its "
              "standard error (+/-) where there are several.", "",
              "| dataset | pruner | seeds | wall s | trial-seconds | epochs trained | pruned / failed / ok "
              "| selected val | selected test | selected students |",

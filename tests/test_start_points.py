@@ -11,7 +11,7 @@ import pytest
 
 from gkd_search.errors import SpaceError
 from gkd_search.ray_backend import METRICS, MODES, GkdOptunaSearch
-from gkd_search.space import load_space, suggest_spec
+from gkd_search.space import SPACES_DIR, load_space, suggest_spec
 from gkd_search.start_points import resolve_start_points
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,12 +86,13 @@ def test_a_start_point_outside_what_the_search_can_draw_is_skipped(tmp_path, gkd
     assert used == ["mlp-1L none"] and len(skipped) == 2
 
 
-def test_the_default_space_starts_with_the_graph_free_students_and_a_soft_label_gcn(gkd_registry):
-    space = load_space("default", gkd_registry.families, gkd_registry.methods)
-    assert [p.label for p in space.start_with] == ["mlp-2L-128 infgrand", "mlp-2L-128 glnn", "gcn-2L-64 softkd"]
+@pytest.mark.parametrize("name", sorted(p.stem for p in SPACES_DIR.glob("*.yaml")))
+def test_every_start_point_of_a_built_in_space_can_run(gkd_registry, name):
+    space = load_space(name, gkd_registry.families, gkd_registry.methods)
     feasible = space.architectures(gkd_registry.families)
-    points, used, _ = resolve_start_points(space, feasible, gkd_registry.families, gkd_registry.methods)
-    specs = specs_of_a_study(space, feasible, gkd_registry, points, 3)
+    points, used, skipped = resolve_start_points(space, feasible, gkd_registry.families, gkd_registry.methods)
+    assert skipped == [] and len(used) == len(space.start_with)
+    specs = specs_of_a_study(space, feasible, gkd_registry, points, len(points))
     assert [f"{s.architecture_key()} {s.method}" for s in specs] == used
 
 

@@ -129,7 +129,7 @@ def make_searcher(prepared, storage: Optional[str] = None, sampler_seed: Optiona
     if storage:
         kwargs = dict(storage=optuna.storages.RDBStorage(storage), study_name=STUDY_NAME)
     searcher = GkdOptunaSearch(space=space, metric=METRICS, mode=MODES, sampler=sampler, **kwargs)
-    searcher.start_with(getattr(prepared, "start_params", ()))
+    searcher.start_with(prepared.start_params)
     return searcher
 
 

@@ -11,10 +11,10 @@ values; every value left out is sampled as usual::
 
 They become the first trials of the Optuna study (``Study.enqueue_trial``, the warm start that
 Optuna documents and Ray Tune's ``OptunaSearch`` calls ``points_to_evaluate``), so TPE learns from
-them as from any other trial. Why the default space has them: over its 4 families, 40
-architectures and 12 methods, 30 trials seldom reach the graph-free students of GLNN and InfGraND
-(one of 90 trials in three Photo searches), which on Photo are both the most accurate and the
-fastest students (docs/benchmarks.md, "InfGraND").
+them as from any other trial. The built-in spaces have none: starting the default space with the
+graph-free InfGraND and GLNN MLPs made them the best trial of every Photo search, but the ``one-se``
+pick did not improve, and on Cora it was larger, since a strong start point raises the band of one
+standard error (docs/benchmarks.md, "Start points").
 
 With ``--pruner asha`` a start point reports at the rungs like any trial, so it sets the bar for
 the others, but it is never stopped: the students a space asks for first may learn slowly at first
@@ -185,19 +185,18 @@ class _PinningTrial:
         self.params[name] = value
         return value
 
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+    def _number(self, name: str, low: Any, cast: Any) -> Any:
         pinned, value = self._pinned(name)
-        if pinned:
-            self.params[name] = float(value)
-            return float(value)
-        return low
+        if not pinned:
+            return low
+        self.params[name] = cast(value)
+        return self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        return self._number(name, low, float)
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
-        pinned, value = self._pinned(name)
-        if pinned:
-            self.params[name] = int(value)
-            return int(value)
-        return low
+        return self._number(name, low, int)
 
 
 def optuna_params(point: StartPoint, space, feasible: Sequence, families: Mapping[str, ModelFamily],
@@ -226,7 +225,7 @@ def resolve_start_points(space, feasible: Sequence, families: Mapping[str, Model
     """The Optuna parameters of each of ``space``'s start points that the search can run, with
     the labels of those it runs and of those it skips."""
     runs, used, skipped = [], [], []
-    for point in getattr(space, "start_with", ()):
+    for point in space.start_with:
         params = optuna_params(point, space, feasible, families, methods)
         if params is None:
             skipped.append(point.label)

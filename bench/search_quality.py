@@ -48,6 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from _report import cores, cpu_model, write_section  # noqa: E402
 
+from gkd_search.pruning import GRACE_EPOCHS  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "search_quality.jsonl"
 DOCS = ROOT / "docs" / "benchmarks.md"
 MARKER = "search_quality"
@@ -61,6 +63,7 @@ def _config(params: dict[str, Any]):
 
     return SearchConfig(dataset=params["dataset"], data_root=params["data_root"], trials=params["trials"],
                         budget_ms=params["budget_ms"], seed=params["seed"], pruner=params["pruner"],
+                        asha_grace_epochs=params.get("asha_grace_epochs", GRACE_EPOCHS),
                         cache_dir=params["cache_dir"], tracking_uri=params.get("tracking_uri"),
                         register=False, experiment="search-quality")
 
@@ -200,6 +203,11 @@ def render(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + [""] + verdicts)
 
 
+def _run_key(dataset: str, seed: int, pruner: str, trials: int, grace: int) -> tuple:
+    """A run's identity in the results file: an ``asha`` run's grace period is part of it."""
+    return (dataset, seed, pruner, trials, grace if pruner == "asha" else None)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,6 +216,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--pruners", default=",".join(PRUNERS))
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--budget-ms", type=float, default=10.0)
+    parser.add_argument("--asha-grace-epochs", type=int, default=GRACE_EPOCHS,
+                        help="the asha searches' --asha-grace-epochs (the none searches have no rungs)")
     parser.add_argument("--data-root", default=os.environ.get("GKD_DATA", str(ROOT.parent / "shared" / "data")))
     parser.add_argument("--cache-dir", default=os.environ.get("GKD_CACHE") or str(Path.home() / ".cache" / "gkd-search"))
     parser.add_argument("--results", default=None,
@@ -228,25 +238,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     if not args.render:
-        done = {(r["dataset"], r["seed"], r["pruner"], r.get("n_trials", len(r["trials"]))) for r in load_rows()}
+        done = {_run_key(r["dataset"], r["seed"], r["pruner"], r.get("n_trials", len(r["trials"])),
+                         r.get("asha_grace_epochs", GRACE_EPOCHS)) for r in load_rows()}
         base = Path(tempfile.mkdtemp(prefix="gkd-bench-quality-"))
         print(f"work folder {base}", flush=True)
         for dataset in args.datasets.split(","):
             params = {"dataset": dataset, "data_root": args.data_root, "trials": args.trials,
-                      "budget_ms": args.budget_ms, "cache_dir": args.cache_dir, "seed": 0, "pruner": "none"}
+                      "budget_ms": args.budget_ms, "cache_dir": args.cache_dir, "seed": 0, "pruner": "none",
+                      "asha_grace_epochs": args.asha_grace_epochs}
             setup = run_worker("setup", params, base / f"{dataset}-setup")
             print(f"{dataset}: teacher {setup['teacher']} ready ({setup['seconds']:.0f} s, untimed), "
                   f"{setup['n_feasible']}/{setup['n_architectures']} architectures within the budget", flush=True)
             for index, seed in enumerate(int(s) for s in args.seeds.split(",")):
                 pruners = args.pruners.split(",")
                 for pruner in (pruners if index % 2 == 0 else pruners[::-1]):
-                    if (dataset, seed, pruner, args.trials) in done:
+                    if _run_key(dataset, seed, pruner, args.trials, args.asha_grace_epochs) in done:
                         print(f"{dataset} seed {seed} {pruner}: already in {RESULTS.name}", flush=True)
                         continue
                     result = run_worker("search", {**params, "seed": seed, "pruner": pruner},
                                         base / f"{dataset}-{seed}-{pruner}")
                     row = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "dataset": dataset, "seed": seed,
                            "pruner": pruner, "n_trials": args.trials, "budget_ms": args.budget_ms,
+                           **({"asha_grace_epochs": args.asha_grace_epochs} if pruner == "asha" else {}),
                            "machine": {"cpu": cpu_model(), "cores": cores()}, **result}  # result["trials"]: the rows
                     RESULTS.parent.mkdir(parents=True, exist_ok=True)
                     with open(RESULTS, "a") as handle:

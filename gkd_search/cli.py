@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from .pruning import GRACE_EPOCHS
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -82,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--pruner", default="asha", choices=["asha", "none"],
                    help="asha: stop hopeless trials early (ASHA's rungs, trials compared within latency brackets); "
                         "none: every trial trains to its epoch limit or patience")
+    g.add_argument("--asha-grace-epochs", type=int, default=GRACE_EPOCHS, metavar="N",
+                   help="epochs a trial trains before --pruner asha may stop it; rungs at N, 3N, 9N, ... below "
+                        "the epoch limit (default %(default)s; see docs/benchmarks.md#rung-fidelity)")
     g.add_argument("--label-shift", default="adapt", choices=["adapt", "off"],
                    help="adapt (accuracy only): calibrate the teacher's outputs on the validation nodes and move "
                         "them to the class shares estimated on the unlabelled nodes before distilling (a split "
@@ -444,7 +449,7 @@ def _search(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         max_full_batch_gb=args.max_full_batch_gb, inference_chunk=args.inference_chunk, metric=args.metric,
         select=args.select, register_model=args.register_model, register=not args.no_register_model,
         storage_path=args.storage_path, latency_on=args.latency_on, trial_timeout=args.trial_timeout,
-        pruner=args.pruner, label_shift=args.label_shift,
+        pruner=args.pruner, asha_grace_epochs=args.asha_grace_epochs, label_shift=args.label_shift,
     )
     if args.register_model and args.no_register_model:
         raise UsageError("give either --register-model or --no-register-model, not both")

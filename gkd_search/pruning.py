@@ -40,6 +40,8 @@ PRUNE_METRIC = "gkd_prune_score"
 TIME_ATTR = "epoch"
 #: brackets are powers of this factor of p50 relative to the budget
 BRACKET_BASE = 4.0
+#: epochs before the first rung (``--asha-grace-epochs``)
+GRACE_EPOCHS = 10
 
 
 def max_epochs(param: Any) -> int:
@@ -58,6 +60,14 @@ def check_pruner(name: str) -> str:
     return name
 
 
+def check_grace_epochs(epochs: int) -> int:
+    """``--asha-grace-epochs``: a whole number of epochs, at least 1."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"--asha-grace-epochs {epochs!r} is not a number of epochs; give a whole number of at "
+                         f"least 1 (default {GRACE_EPOCHS})")
+    return epochs
+
+
 def latency_bracket(p50_ms: float, budget_ms: float, base: float = BRACKET_BASE) -> int:
     """0 for p50 in ``(budget / base, budget]``, 1 for ``(budget / base^2, budget / base]``, ...;
     an over-budget p50 (never sampled) is bracket 0 too."""
@@ -71,7 +81,7 @@ class AshaSettings:
     """ASHA's settings: ``grace_period`` epochs before the first rung, ``reduction_factor``
     (``1 / reduction_factor`` of the trials at a rung go on)."""
 
-    grace_period: int = 10
+    grace_period: int = GRACE_EPOCHS
     reduction_factor: int = 3
 
     def rungs(self, max_epochs: int) -> list[int]:

@@ -390,8 +390,9 @@ def run_tune(prepared, record: Callable[[TrialResult], None], *, max_concurrent:
     extra = {"timeout_s": config.trial_timeout} if getattr(config, "trial_timeout", None) else {}
     max_epochs = space_max_epochs(prepared.space.training["epochs"])
     brackets = {a.key: latency_bracket(prepared.latency[a.key].p50_ms, config.budget_ms) for a in prepared.feasible}
-    scheduler = make_scheduler(config.pruner, brackets, max_epochs)
-    rungs = AshaSettings().rungs(max_epochs) if scheduler is not None else []
+    settings = AshaSettings(grace_period=config.asha_grace_epochs)
+    scheduler = make_scheduler(config.pruner, brackets, max_epochs, settings)
+    rungs = settings.rungs(max_epochs) if scheduler is not None else []
     runnable = tune.with_resources(
         tune.with_parameters(trainable, context=prepared.context(), rungs=rungs, **extra),
         {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial},

@@ -40,7 +40,7 @@ from .latency import (
 from .loading import CACHE_ENV, check_writable_folder, default_cache_dir, parse_dataset, typed_dataset_options
 from .metrics import ScoreMetric, resolve_metric
 from .pareto import SELECTION_RULES, degenerate_reason, pareto_front, select
-from .pruning import check_pruner
+from .pruning import GRACE_EPOCHS, check_grace_epochs, check_pruner
 from .registry import Registry, build_registry, notify
 from .space import Architecture, SearchSpace, load_space, suggest_spec
 from .start_points import resolve_start_points
@@ -108,6 +108,8 @@ class SearchConfig:
     #: ``asha``: stop hopeless trials at ASHA's rungs, within latency brackets
     #: (:mod:`gkd_search.pruning`); ``none``: every trial trains to its epoch limit or patience
     pruner: str = "asha"
+    #: epochs before ASHA's first rung (``--asha-grace-epochs``); the rungs are this times 3^k
+    asha_grace_epochs: int = GRACE_EPOCHS
     #: ``adapt``: with the accuracy metric, calibrate the teacher's outputs on the validation nodes
     #: and move them to the class shares of the unlabelled nodes before distilling
     #: (:func:`gkd_search.teacher.adapt_to_label_shift`); ``off``: the teacher's outputs as trained
@@ -179,6 +181,7 @@ class SearchConfig:
         if self.register_model is not None:
             check_model_name(self.register_model)
         check_pruner(self.pruner)
+        check_grace_epochs(self.asha_grace_epochs)
         if self.label_shift not in LABEL_SHIFT:
             raise UsageError(f"--label-shift {self.label_shift!r} is unknown; use one of {', '.join(LABEL_SHIFT)}")
 
@@ -672,7 +675,8 @@ def _parent_params(p: Prepared) -> dict[str, Any]:
         "mini_batch": c.mini_batch, "batch_size": c.batch_size, "fanout": ",".join(map(str, c.batching().fanout)),
         "latency_fanout": ",".join(map(str, p.protocol.fanout)) or "all",
         "metric": p.metric.name, "select": c.select, "register_model": p.registered_model_name() or "",
-        "pruner": c.pruner, "label_shift": c.label_shift if p.teacher.label_shift is not None else "off",
+        "pruner": c.pruner, "asha_grace_epochs": c.asha_grace_epochs if c.pruner == "asha" else "",
+        "label_shift": c.label_shift if p.teacher.label_shift is not None else "off",
         "dataset_hash": p.dataset.content_hash(),
         "latency_on": c.latency_on, "trial_timeout": c.trial_timeout or "", "ray_address": c.ray_address or "",
         "storage_path": c.storage_path or "", "ray_nodes": _ray_nodes(c),

@@ -94,6 +94,13 @@ def test_trials_at_least_one(sandbox, capsys, trials):
     assert_clean_failure(code, out, err, "--trials must be at least 1", sandbox=sandbox)
 
 
+@pytest.mark.parametrize("grace", ["0", "-2"])
+def test_asha_grace_epochs_at_least_one(sandbox, capsys, grace):
+    code, out, err = run_cli([f"--asha-grace-epochs={grace}"], capsys)
+    assert_clean_failure(code, out, err, f"--asha-grace-epochs {grace} is not a number of epochs",
+                         "at least 1", sandbox=sandbox)
+
+
 @pytest.mark.parametrize(
     "content, fragments",
     [

@@ -233,3 +233,59 @@ def test_propagation_growth_is_taken_per_round(monkeypatch):
         "docs/benchmarks.md is stale: run `python bench/propagation_growth.py --render`"
     sys.modules.pop("propagation_growth", None)
     sys.modules.pop("propagation", None)
+
+
+def test_rung_fidelity_replays_the_decisions_of_rays_asha(monkeypatch):
+    # bench/rung_fidelity.py replays ASHA on recorded curves: its decisions must be the ones the
+    # search's scheduler (Ray's ASHAScheduler per latency bracket) takes on the same reports
+    import importlib
+    import json
+    import random
+    import sys
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from gkd_search.asha import make_scheduler
+    from gkd_search.pruning import PRUNE_METRIC, TIME_ATTR, AshaSettings
+    from gkd_search.types import architecture_key
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    module = importlib.import_module("rung_fidelity")
+    rng = random.Random(0)
+    shapes = {0: ("gcn", 2, 64), 2: ("mlp", 1, 0)}
+    trials = []
+    for index in range(80):
+        bracket = rng.choice(sorted(shapes))
+        length = rng.choice([8, 10, 25, 30, 60, 120, 200])  # some stop (patience) before or at a rung
+        scores = sorted(rng.random() for _ in range(length))  # the best score so far never falls
+        trials.append({"bracket": bracket, "curve": scores, "index": index})
+    settings = AshaSettings(grace_period=10)
+    replayed = module.simulate(trials, lambda bracket: settings.rungs(200), settings.reduction_factor)
+
+    keys = {b: architecture_key(f, layers, hidden, {}) for b, (f, layers, hidden) in shapes.items()}
+    scheduler = make_scheduler("asha", {keys[b]: b for b in keys}, 200, settings)
+    decided = []
+    for t in trials:
+        family, layers, hidden = shapes[t["bracket"]]
+        spec = {"family": family, "num_layers": layers, "hidden_channels": hidden, "family_params": {}}
+        trial = Trial("trainable", config={"gkd_spec": spec}, stub=True)
+        scheduler.on_trial_add(None, trial)
+        stop_at = None
+        for rung in settings.rungs(200):
+            if rung > len(t["curve"]):
+                break
+            report = {"gkd_status": "running", TIME_ATTR: rung, PRUNE_METRIC: t["curve"][rung - 1]}
+            if scheduler.on_trial_result(None, trial, report) == TrialScheduler.STOP:
+                stop_at = rung
+                break
+        decided.append(stop_at)
+        scheduler.on_trial_complete(None, trial, {})
+    assert replayed == decided
+    assert any(s is not None for s in decided) and any(s is None for s in decided)
+    assert module._spearman([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 9.0]) == 1.0
+    assert module._spearman([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0]) == -1.0
+    committed = module.render(json.loads((ROOT / "bench" / "results" / "rung_fidelity.json").read_text()))
+    assert committed in (ROOT / "docs" / "benchmarks.md").read_text(), \
+        "docs/benchmarks.md is stale: run `python bench/rung_fidelity.py --render`"
+    sys.modules.pop("rung_fidelity", None)

@@ -17,7 +17,7 @@ from ray.tune.schedulers import TrialScheduler
 from gkd_search.asha import LatencyBracketASHA, make_scheduler
 from gkd_search.errors import UsageError
 from gkd_search.latency import LatencyMeasurement, LatencyProtocol
-from gkd_search.pruning import PRUNE_METRIC, TIME_ATTR, AshaSettings, RungReporter, check_pruner, latency_bracket
+from gkd_search.pruning import PRUNE_METRIC, TIME_ATTR, AshaSettings, RungReporter, check_grace_epochs, check_pruner, latency_bracket
 from gkd_search.ray_backend import METRICS, MODES, GkdOptunaSearch, pruned_result
 from gkd_search.trial import TrialContext, run_trial
 from gkd_search.types import TrialSpec, architecture_key
@@ -50,6 +50,29 @@ def test_unknown_pruner_is_a_usage_error():
     assert check_pruner("asha") == "asha" and check_pruner("none") == "none"
     with pytest.raises(UsageError, match="--pruner 'hyperband' is unknown"):
         check_pruner("hyperband")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_grace_epochs_must_be_a_whole_number_of_at_least_one(bad):
+    assert check_grace_epochs(1) == 1 and check_grace_epochs(20) == 20
+    with pytest.raises(UsageError, match=rf"--asha-grace-epochs {bad!r} is not a number of epochs"):
+        check_grace_epochs(bad)
+
+
+def test_the_grace_period_sets_the_schedulers_rungs():
+    settings = AshaSettings(grace_period=20)
+    assert settings.rungs(200) == [20, 60, 180]
+    assert make_scheduler("asha", {}, 20, settings) is None  # no rung below the epoch limit
+    key = architecture_key("gcn", 2, 64, {})
+    scheduler = make_scheduler("asha", {key: 1}, 200, settings)
+    good, weak = _trial("gcn", 2, 64), _trial("gcn", 2, 64)
+    for t in (good, weak):
+        scheduler.on_trial_add(None, t)
+    assert scheduler.on_trial_result(None, good, _report(10, 0.8)) == TrialScheduler.CONTINUE
+    # epoch 10 is no rung with a grace period of 20: a weak score there is not judged
+    assert scheduler.on_trial_result(None, weak, _report(10, 0.3)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, good, _report(20, 0.8)) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, weak, _report(20, 0.3)) == TrialScheduler.STOP
 
 
 def test_no_scheduler_for_none_or_when_no_rung_fits():
@@ -216,6 +239,7 @@ def searches(tmp_path_factory):
             dataset="synthetic:nodes=600,edges=3000,features=16,classes=3", budget_ms=100, trials=6, epochs=30,
             space=str(PRUNE_SPACE), teacher="gcn:2:16:epochs=20", tracking_uri=f"sqlite:///{tmp}/mlflow.db",
             cache_dir=str(cache), seed=1, max_concurrent=1, pruner=pruner,
+            asha_grace_epochs=5,  # rungs at epochs 5 and 15 of 30 (not the default 10)
         )
         out[pruner] = (config, run_search(config, build_registry(get_plugin_manager(autoload=False))))
         # logging the model sets MLflow's URI for a moment; the caller's environment is left as it was
@@ -240,20 +264,20 @@ def test_asha_prunes_hopeless_trials_and_records_them(searches):
     assert pruned, "the 1e-5 learning rate trials should be stopped at the first rung"
     assert any(r.status == "ok" for r in summary.results)
     for r in pruned:
-        assert r.epochs_run == 10  # the only rung below 30 epochs
+        assert r.epochs_run in (5, 15)  # --asha-grace-epochs 5: the rungs below 30 epochs
         assert r.last_val_score is not None and 0.0 <= r.last_val_score <= 1.0
     assert summary.selected is not None and summary.selected.status == "ok"
     assert all(r not in summary.pareto for r in pruned)
 
     parent, trials = _runs(config)
-    assert parent.data.params["pruner"] == "asha"
+    assert parent.data.params["pruner"] == "asha" and parent.data.params["asha_grace_epochs"] == "5"
     assert parent.data.metrics["n_pruned"] == len(pruned)
     logged = [t for t in trials if t.data.tags["gkd.status"] == "pruned"]
     assert len(logged) == len(pruned)
     for run in logged:
         assert run.info.status == "FINISHED"
         assert run.data.tags["gkd.selected"] == "false" and run.data.tags["gkd.pareto"] == "false"
-        assert run.data.metrics["epochs_run"] == 10
+        assert run.data.metrics["epochs_run"] in (5, 15)
         assert 0.0 <= run.data.metrics["last_val_score"] <= 1.0
         assert "val_score" not in run.data.metrics and "test_score" not in run.data.metrics
         assert run.data.tags["gkd.ray_node"] and run.data.tags["gkd.ray_node_ip"]  # where it ran, from its rung report
@@ -272,6 +296,7 @@ def test_pruner_none_prunes_nothing(searches):
     assert all(r.epochs_run == 30 and r.last_val_score is None for r in summary.results)
     parent, trials = _runs(config)
     assert parent.data.params["pruner"] == "none" and parent.data.metrics["n_pruned"] == 0
+    assert parent.data.params["asha_grace_epochs"] == ""  # no rungs without ASHA
     assert "pruned" not in {t.data.tags["gkd.status"] for t in trials}
 
 
